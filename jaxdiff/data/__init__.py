@@ -1,0 +1,1 @@
+"""jaxdiff.data: see docs/ARCHITECTURE.md (filled by its issue)."""

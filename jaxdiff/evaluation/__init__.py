@@ -1,0 +1,1 @@
+"""jaxdiff.evaluation: see docs/ARCHITECTURE.md (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""jaxdiff.models: see docs/ARCHITECTURE.md (filled by its issue)."""

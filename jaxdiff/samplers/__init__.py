@@ -1,0 +1,1 @@
+"""jaxdiff.samplers: see docs/ARCHITECTURE.md (filled by its issue)."""

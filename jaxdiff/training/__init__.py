@@ -1,0 +1,1 @@
+"""jaxdiff.training: see docs/ARCHITECTURE.md (filled by its issue)."""

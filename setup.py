@@ -1,0 +1,40 @@
+"""jaxdiff: diffusion models in JAX/Flax, correct to the equation and fast."""
+
+from setuptools import find_packages, setup
+
+TEST = [
+    "pytest>=8",
+    "pytest-xdist>=3",
+    "scipy>=1.11",
+    "torch>=2.4",
+    "diffusers>=0.30",
+]
+EVAL = ["scipy>=1.11"]
+DEV = ["ruff>=0.6"]
+
+setup(
+    name="jaxdiff",
+    version="0.1.0",
+    description="Diffusion models in JAX/Flax: processes, losses, networks, samplers, training.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["jaxdiff", "jaxdiff.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "tensorflow-datasets>=4.9.7",
+        "grain>=0.2.6",
+        "chex>=0.1.88",
+        "ml_collections>=1.0",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "pillow>=10",
+        "scikit-learn>=1.3",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={"test": TEST, "eval": EVAL, "dev": DEV},
+)
