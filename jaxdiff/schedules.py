@@ -134,6 +134,12 @@ def linear(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02):
     """
     _check_num_steps(num_steps)
     c = 1000.0 / num_steps
+    if is_concrete_number(beta_end) and c * beta_end >= 1.0:
+        raise ValueError(
+            f"The linear schedule rescales beta_end by 1000 / num_steps; with num_steps="
+            f"{num_steps} that gives beta_end={c * beta_end} >= 1. Use num_steps > "
+            f"{1000.0 * beta_end:g}."
+        )
     betas = np.linspace(c * beta_start, c * beta_end, num_steps, dtype=np.float64)
     return betas, VPSDE(beta_min=1000.0 * beta_start, beta_max=1000.0 * beta_end)
 
