@@ -37,6 +37,21 @@ def cells_from_source(text: str) -> list:
     return cells
 
 
+def keep_outputs(nb, old_path: pathlib.Path) -> bool:
+    """Copies outputs from the committed notebook when its code cells are unchanged."""
+    if not old_path.exists():
+        return False
+    old = nbformat.read(old_path, as_version=4)
+    code = lambda cells: [c.source for c in cells if c.cell_type == "code"]
+    if code(old.cells) != code(nb.cells):
+        return False
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    new_code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell, previous in zip(new_code, old_code, strict=True):
+        cell.outputs, cell.execution_count = previous.outputs, previous.execution_count
+    return True
+
+
 def build(source: pathlib.Path, execute: bool) -> pathlib.Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
@@ -46,6 +61,8 @@ def build(source: pathlib.Path, execute: bool) -> pathlib.Path:
     }
     nb.cells = cells_from_source(source.read_text())
     out = HERE / (source.stem + ".ipynb")
+    if not execute and not keep_outputs(nb, out):
+        print(f"note: code of {out.name} changed; run with --execute to store outputs")
     if execute:
         from nbclient import NotebookClient
 
