@@ -84,6 +84,16 @@ def test_regression_losses_minimised_at_exact_prediction(name, kind):
         _assert_quadratic_increase(m0, m1, np.full(BATCH, float(jnp.sum(h**2)) / 3))
 
 
+@pytest.mark.parametrize("kind", ["eps", "v"])
+def test_dsm_converts_other_kinds_to_scores(kind):
+    x0, key = _gaussian_data(jax.random.key(13), 8), jax.random.key(14)
+    ref = losses.make_loss("dsm", VE, weighting="likelihood")(_exact_score_fn(VE), key, x0)[1]
+    loss_fn = losses.make_loss("dsm", VE, kind=kind, weighting="likelihood")
+    out = loss_fn(_exact_model(VE, kind), key, x0)[1]
+    np.testing.assert_allclose(out["loss_per_example"], ref["loss_per_example"], rtol=1e-3)
+    np.testing.assert_allclose(out["score_sq_norm"], ref["score_sq_norm"], rtol=1e-3)
+
+
 def test_affine_score_model_fit_recovers_exact_score():
     """Fit s(x, t) = -(x - scale m) / (scale^2 exp(2 l) + sigma^2) by DSM with optax."""
     loss_fn = losses.make_loss("dsm", VP, time_sampler="antithetic")
@@ -259,19 +269,21 @@ def test_hybrid_loss():
     def objective(params):
         seen.clear()
         loss, m = loss_fn(lambda x, t: model(params, x, t), key, x0, t=t)
-        return loss, (m, seen[0])  # seen[0]: the x_t the model saw, from the same trace
+        x_t = seen[0]  # the x_t the model saw, from the same trace
+        mean, log_var = losses.model_posterior(sched, 0.5 * x_t, jnp.tanh(0.2), x_t, t)
+        return loss, (m, x_t, losses.vlb_terms(sched, x0, x_t, t, mean, log_var))
 
-    (_, (m, x_t)), grads = jax.jit(jax.value_and_grad(objective, has_aux=True))(params)
-    eps = (x_t - sched.scale(t)[:, None] * x0) / sched.sigma(t)[:, None]
+    (_, (m, x_t, vlb)), grads = jax.jit(jax.value_and_grad(objective, has_aux=True))(params)
+    x_t = np.asarray(x_t, np.float64)
+    scale, sigma = (np.asarray(a, np.float64)[:, None] for a in sched.marginal(t))
+    eps = (x_t - scale * np.asarray(x0)) / sigma
     # eps rebuilt from x_t carries float32 cancellation error (~3e-5 relative)
-    np.testing.assert_allclose(m["mse"], jnp.mean((0.5 * x_t - eps) ** 2, -1), rtol=3e-4)
-    mean, log_var = losses.model_posterior(sched, 0.5 * x_t, jnp.tanh(0.2), x_t, t)
-    vlb = losses.vlb_terms(sched, x0, x_t, t, mean, log_var)
+    np.testing.assert_allclose(m["mse"], np.mean((0.5 * x_t - eps) ** 2, -1), rtol=3e-4)
     np.testing.assert_allclose(m["vlb"], vlb, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(m["loss_per_example"], m["mse"] + 0.001 * 50 * m["vlb"], rtol=1e-6)
     assert float(jnp.max(m["vlb"])) > 0.0
     # Stop-gradient: the vlb term trains only the variance output.
-    grad_mse = jnp.mean(2 * (params["a"] * x_t - eps) * x_t)
+    grad_mse = np.mean(2 * (0.5 * x_t - eps) * x_t)
     np.testing.assert_allclose(grads["a"], grad_mse, rtol=1e-3)
     assert abs(float(grads["b"])) > 1e-6
     with pytest.raises(ValueError, match=r"needs model_fn to return \(prediction, v\)"):
