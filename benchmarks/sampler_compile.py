@@ -7,7 +7,7 @@ mean of later calls (run only), and reports compile(1000) / compile(10).
 
 Usage:
   python -m benchmarks.sampler_compile [--out benchmarks/results/sampler_compile_cpu.json]
-      [--methods ddim,ode_heun] [--batch 64] [--dim 32]
+      [--methods ddim,ode_heun] [--batch 64] [--dim 32] [--conditions "idle 2-core VM"]
 """
 
 import argparse
@@ -69,6 +69,7 @@ def main():
     )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--conditions", default="", help="machine load etc., stored as is")
     args = parser.parse_args()
     device = jax.devices()[0]
     result = {
@@ -78,6 +79,7 @@ def main():
         "batch": args.batch,
         "dim": args.dim,
         "note": "compile_s = first call - mean later call; ode_adaptive has no fixed grid",
+        "conditions": args.conditions,
         "methods": {},
     }
     for method in args.methods.split(","):
