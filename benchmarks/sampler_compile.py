@@ -61,6 +61,15 @@ def measure(method: str, batch: int, dim: int, repeats: int = 2) -> dict:
     return {"steps": rows, "compile_ratio_1000_vs_10": ratio}
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return f"{names[0]} x {len(names)}" if names else platform.machine()
+    except OSError:
+        return platform.machine()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None)
@@ -72,9 +81,10 @@ def main():
     parser.add_argument("--conditions", default="", help="machine load etc., stored as is")
     args = parser.parse_args()
     device = jax.devices()[0]
+    kind = _cpu_name() if device.platform == "cpu" else device.device_kind
     result = {
-        "device": f"{device.platform}: {device.device_kind}",
-        "host": platform.processor() or platform.machine(),
+        "device": f"{device.platform}: {kind}",
+        "host": _cpu_name(),
         "jax": jax.__version__,
         "batch": args.batch,
         "dim": args.dim,
