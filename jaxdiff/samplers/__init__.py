@@ -140,6 +140,13 @@ def _options(name: str, spec: Method, options: dict) -> dict:
     return opts
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in parametrization.KINDS:
+        raise ValueError(
+            f"Unknown prediction kind {kind!r}; valid kinds: {list(parametrization.KINDS)}."
+        )
+
+
 def _check_shape(shape) -> tuple[int, ...]:
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else shape
     if not (
@@ -218,7 +225,7 @@ def _run(config: _Config, dyn: dict):
     return x, info
 
 
-def _grid_times(name: str, spec: Method, process, num_steps: int, opts: dict):
+def _grid_times(spec: Method, process, num_steps: int, opts: dict):
     if spec.stepper is None:
         grids.check_span(num_steps, opts["t_start"], opts["t_end"])
         if opts["return_trajectory"]:
@@ -285,13 +292,13 @@ def sample(
     """
     spec = _method(method)
     opts = _options(method, spec, options)
-    parametrization._check_kind(kind)
+    _check_kind(kind)
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
     cond = {k: opts.pop(k) for k in COND_KEYS if opts[k] is not None}
     for k in COND_KEYS:
         opts.pop(k, None)
-    times = _grid_times(method, spec, process, num_steps, opts)
+    times = _grid_times(spec, process, num_steps, opts)
     _check_inputs(shape, x_init, cond, opts)
     for k in _GRID_KEYS:
         opts.pop(k)
@@ -344,7 +351,7 @@ def encode(
     """
     spec = METHODS["ddim"]
     schedule = _process_for("ddim", spec, schedule)
-    parametrization._check_kind(kind)
+    _check_kind(kind)
     x0 = jnp.asarray(x0)
     shape = _check_shape(x0.shape)
     grid = grids.discrete(schedule, num_steps, spacing=spacing).reversed()
