@@ -255,6 +255,19 @@ def test_compiles_once_per_shape_steps_method():
                         num_steps=5)  # fmt: skip
 
 
+def test_float_options_are_traced():
+    # eta as a Python float or a JAX scalar: one trace for all values.
+    traced = chex.assert_max_traces(lambda x, t: -x, n=1)
+    sched = schedules.DiscreteSchedule.from_name("linear", 100)
+    outs = [
+        samplers.sample(
+            jax.random.key(0), traced, sched, (4, 2), method="ddim", num_steps=10, eta=eta
+        )[0]  # fmt: skip
+        for eta in (0.0, 0.5, jnp.float32(1.0))
+    ]
+    assert float(jnp.max(jnp.abs(outs[0] - outs[2]))) > 1e-3
+
+
 def test_compile_counts_for_ddpm_and_pc():
     traced = chex.assert_max_traces(lambda x, t: -x, n=3)  # pc: corrector, predictor, denoise
     for beta_end in (0.02, 0.03):

@@ -306,10 +306,17 @@ def sample(
     return _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times)
 
 
+def _is_float_option(v) -> bool:
+    """Float options are traced (changing them does not recompile); others are static."""
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        return jnp.issubdtype(v.dtype, jnp.floating)
+    return type(v) is float
+
+
 def _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times):
     model_static, model_dyn = _split_model(model_fn)
-    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if type(v) is float}
-    static_opts = tuple(sorted((k, v) for k, v in opts.items() if type(v) is not float))
+    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if _is_float_option(v)}
+    static_opts = tuple(sorted((k, v) for k, v in opts.items() if not _is_float_option(v)))
     config = _Config(method, shape, kind, model_static, x_init is not None, static_opts)
     dyn = {
         "model": model_dyn,
