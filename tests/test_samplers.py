@@ -255,6 +255,20 @@ def test_compiles_once_per_shape_steps_method():
                         num_steps=5)  # fmt: skip
 
 
+def test_sample_inside_an_outer_jit():
+    # The grid is host data built eagerly; the same numbers come out under jit.
+    p = PROCESSES["vp"]
+    run = lambda key: samplers.sample(key, lambda x, t: -x, p, (2, 3), method="ode_heun",
+                                      num_steps=4)[0]  # fmt: skip
+    key = jax.random.key(1)
+    np.testing.assert_allclose(jax.jit(run)(key), run(key), atol=1e-6)
+    traced_process = lambda b: samplers.sample(
+        key, lambda x, t: -x, sdes.VPSDE(beta_max=b), (2, 3), method="ode_heun", num_steps=4
+    )
+    with pytest.raises(ValueError, match="process holds traced values"):
+        jax.jit(traced_process)(20.0)
+
+
 def test_float_options_are_traced():
     # eta as a Python float or a JAX scalar: one trace for all values.
     traced = chex.assert_max_traces(lambda x, t: -x, n=1)

@@ -232,7 +232,18 @@ def _grid_times(spec: Method, process, num_steps: int, opts: dict):
             raise ValueError("return_trajectory is not available for ode_adaptive.")
         return jnp.zeros((2,), jnp.float32)
     params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
-    grid = grids.build(opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params)
+    # Grids are host data: build them eagerly even when sample() is called under jit.
+    with jax.ensure_compile_time_eval():
+        try:
+            grid = grids.build(
+                opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params
+            )
+        except jax.errors.ConcretizationTypeError as e:
+            raise ValueError(
+                f"The {opts['grid']!r} grid is computed from the process on the host, but the "
+                "process holds traced values (sample() called under jit with a traced "
+                "process): pass a concrete process, or grid='uniform' / 'quadratic'."
+            ) from e
     return jnp.asarray(grid.times)
 
 
