@@ -134,6 +134,11 @@ def test_padded_context_tokens_are_ignored(case):
     assert rel_l2(fn(variables, x, s, dict(cond, context=real_changed)), base) > 1e-3
     no_mask = fn(variables, x, s, dict(cond, context_mask=jnp.ones_like(mask)))
     assert rel_l2(no_mask, base) > 1e-3
+    # An empty context (all tokens padded, e.g. a null prompt) is ignored entirely.
+    empty = jnp.zeros_like(mask)
+    a = fn(variables, x, s, dict(cond, context_mask=empty))
+    b = fn(variables, x, s, dict(cond, context=noise, context_mask=empty))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_conditioning_errors_name_the_preset():

@@ -101,9 +101,10 @@ def test_files_and_legacy_names_load(tmp_path):
     save_file(state, tmp_path / "unet.safetensors")
     torch.save(state, tmp_path / "unet.bin")
     legacy = {  # pre-0.14 diffusers attention names
-        k.replace("to_q", "query").replace("to_k", "key").replace("to_v", "value").replace(
-            "to_out.0", "proj_attn"
-        ): v
+        k.replace("to_q", "query")
+        .replace("to_k", "key")
+        .replace("to_v", "value")
+        .replace("to_out.0", "proj_attn"): v
         for k, v in state.items()
     }
     _, reference = convert.from_diffusers(state, dict(model.config))

@@ -98,6 +98,11 @@ def test_attention_matches_naive_softmax_with_mask():
     weights /= weights.sum(-1, keepdims=True)
     ref = np.einsum("bnts,bsnh->btnh", weights, v)
     np.testing.assert_allclose(layers.attention(q, k, v, jnp.asarray(mask)), ref, atol=1e-5)
+    empty = mask.copy()
+    empty[1] = False  # an empty context contributes nothing
+    out = layers.attention(q, k, v, jnp.asarray(empty))
+    np.testing.assert_allclose(out[0], ref[0], atol=1e-5)
+    np.testing.assert_array_equal(out[1], 0.0)
 
 
 def test_drop_labels_rate_and_errors():
