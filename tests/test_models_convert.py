@@ -75,8 +75,8 @@ def test_imported_unet_matches_diffusers(config):
     assert sum(a.size for a in jax.tree.leaves(variables)) == torch_count
 
 
-@pytest.mark.slow
 def test_imported_ddpm_cifar10_matches_diffusers():
+    # The full published config: ~10 s of CPU, so it runs in the fast suite.
     model = diffusers_model(DDPM_CIFAR10)
     out, ref, net, variables = compare(model, DDPM_CIFAR10)
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
