@@ -173,10 +173,16 @@ def test_dropout_is_random_in_training_and_off_in_eval():
     np.testing.assert_allclose(run(variables, jax.random.key(1), False), eval_out, atol=1e-5)
 
 
-def test_remat_gives_the_same_gradients():
+@pytest.mark.parametrize(
+    "name, small",
+    [
+        ("unet_8x8", dict(ch_mult=(1,), attn_resolutions=(8,), dropout=0.1)),
+        ("dit_28x28", dict(depth=2)),
+    ],
+)
+def test_remat_gives_the_same_gradients(name, small):
     x, s = jax.random.normal(jax.random.key(0), (2, 8, 8, 1)), jnp.ones((2,))
-    small = dict(ch_mult=(1,), attn_resolutions=(8,), dropout=0.1)
-    nets = [models.create("unet_8x8", remat=r, **small) for r in (False, True)]
+    nets = [models.create(name, remat=r, **small) for r in (False, True)]
     variables = random_params(nets[0], x, s)
 
     def grad(net):

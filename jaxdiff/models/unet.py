@@ -40,6 +40,8 @@ from jaxdiff.models.layers import (
 from jaxdiff.models.resample import Downsample, Upsample
 
 EMBEDDINGS = ("positional", "fourier")
+# Recomputes the block's activations in the backward pass; `train` (arg 3 after self) static.
+RematResBlock = nn.remat(ResBlock, static_argnums=(3,))
 
 
 class UNet(nn.Module):
@@ -163,7 +165,7 @@ class UNet(nn.Module):
 
     def _res(self, h: Array, ch: int, name: str, cond, resample: str | None = None) -> Array:
         emb, train = cond[:2]
-        block_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+        block_cls = RematResBlock if self.remat else ResBlock
         return block_cls(ch, resample=resample, name=name, **self._block_kwargs())(h, emb, train)
 
     def _resample(self, h: Array, name: str, cond, direction: str) -> Array:
