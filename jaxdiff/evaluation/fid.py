@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdiff.evaluation import convert, inception
@@ -117,6 +118,7 @@ def extract_features(
     feature_fn: FeatureFn,
     batch_size: int = 100,
     data_range: tuple[float, float] = (0, 255),
+    progress: bool = False,
 ) -> np.ndarray:
     """Runs ``feature_fn`` over ``images`` in fixed-size batches (one compile).
 
@@ -125,6 +127,7 @@ def extract_features(
       feature_fn: batch -> (B, D) features, e.g. :func:`inception_feature_fn`.
       batch_size: images per call; the last batch is padded (padding is dropped).
       data_range: range of ``images`` (must match what ``feature_fn`` expects).
+      progress: show a tqdm progress bar.
 
     Returns:
       (N, D) float32 features.
@@ -134,7 +137,7 @@ def extract_features(
     n_dev = jax.device_count()
     batch_size = -(-min(batch_size, len(images)) // n_dev) * n_dev
     out = []
-    for start in range(0, len(images), batch_size):
+    for start in tqdm.trange(0, len(images), batch_size, disable=not progress, unit="batch"):
         batch = images[start : start + batch_size]
         pad = batch_size - len(batch)
         if pad:
@@ -304,6 +307,14 @@ def kid(
     return float(np.mean(values)), float(np.std(values))
 
 
+def read_records(source, count: int) -> list:
+    """The first ``count`` records of a ``tfds.data_source`` (batched read where supported)."""
+    try:
+        return source.__getitems__(list(range(count)))
+    except TypeError:  # tfds.testing.mock_data sources lack batched reads
+        return [source[i] for i in range(count)]
+
+
 def load_images(spec: str) -> np.ndarray:
     """Images from ``tfds:NAME:SPLIT[:N][:DATA_DIR]`` or an ``.npz`` (first array), as uint8."""
     if spec.startswith("tfds:"):
@@ -315,7 +326,7 @@ def load_images(spec: str) -> np.ndarray:
         data_dir = parts[4] if len(parts) > 4 else None
         source = tfds.data_source(name, split=split, data_dir=data_dir)
         count = len(source) if num is None else min(num, len(source))
-        return np.stack([r["image"] for r in source.__getitems__(list(range(count)))])
+        return np.stack([r["image"] for r in read_records(source, count)])
     with np.load(spec, allow_pickle=False) as data:
         return np.asarray(data[data.files[0]])
 
@@ -328,7 +339,7 @@ def statistics_for(spec: str, feature_fn: FeatureFn | None, batch_size: int) -> 
                 return (*load_statistics(spec), None)
     images = load_images(spec)
     lo_hi = (0, 255) if images.dtype == np.uint8 else (-1, 1)
-    feats = extract_features(images, feature_fn, batch_size, lo_hi)
+    feats = extract_features(images, feature_fn, batch_size, lo_hi, progress=True)
     return (*feature_statistics(feats), feats)
 
 
