@@ -157,3 +157,41 @@ def test_default_path_follows_environment(monkeypatch, tmp_path):
     assert convert.default_path() == str(tmp_path / "inception-2015-12-05.npz")
     monkeypatch.setenv("JAXDIFF_INCEPTION", "/x/y.npz")
     assert convert.default_path() == "/x/y.npz"
+
+
+def test_reader_rejects_foreign_persistent_ids_and_truncation():
+    class _P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("module", "os") if obj == "x" else None
+
+    buf = io.BytesIO()
+    _P(buf, protocol=2).dump({"a": "x"})
+    raw = pickle.dumps(0x1950A86A20F9469CFC6C) + pickle.dumps(1001) + pickle.dumps({})
+    with pytest.raises(torch_reader.UnsafePickleError, match="unexpected persistent id"):
+        torch_reader.read_tensors(raw + buf.getvalue())
+    data = _save({"w": torch.ones(1000)}, legacy=True)
+    with pytest.raises(ValueError):
+        torch_reader.read_tensors(data[: len(data) - 100])
+
+
+def test_reader_shared_storage_views():
+    base = torch.arange(12.0)
+    arrays = torch_reader.read_tensors(_save({"a": base[:6].view(2, 3), "b": base[6:]}, False))
+    np.testing.assert_array_equal(arrays["a"], np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(arrays["b"], np.arange(6.0, 12.0))
+
+
+def test_convert_cli_writes_npz(tmp_path, capsys):
+    shapes = convert.expected_shapes(include_logits=False)
+    canonical = {k: np.full(s, 0.5, np.float32) for k, s in shapes.items()}
+    path = str(tmp_path / "fid.pth")
+    state = {k: v for k, v in _fake_pytorch_fid_state(canonical).items() if "fc" not in k}
+    with open(path, "wb") as f:
+        f.write(_save(state, legacy=False))
+    out = str(tmp_path / "out.npz")
+    convert.main([path, "--out", out])
+    assert f"-> {out}" in capsys.readouterr().out
+    with np.load(out) as data:
+        assert set(data.files) == set(shapes) | {k[:-6] + "gamma" for k in shapes if "weight" in k}
+    with pytest.raises(FileNotFoundError, match="no such weights source"):
+        convert.read_source(str(tmp_path / "missing.pt"))

@@ -159,3 +159,59 @@ def test_frechet_distance_rejects_mismatched_stats():
         fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
     with pytest.raises(ValueError, match="mu must be"):
         fid.frechet_distance(np.zeros(3), np.eye(4), np.zeros(3), np.eye(3))
+
+
+def test_cli_with_statistics_files(tmp_path, capsys):
+    rng = np.random.default_rng(10)
+    a, b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    s1, s2 = _random_spd(rng, 6, 3), _random_spd(rng, 6, 3)
+    fid.save_statistics(a, np.zeros(6), s1)
+    fid.save_statistics(b, np.ones(6), s2)
+    # Statistics only: no features are needed, so no Inception weights are loaded.
+    fid.main([a, b, "--weights", str(tmp_path / "absent.npz")])
+    expected = fid.frechet_distance(np.zeros(6), s1, np.ones(6), s2)
+    assert capsys.readouterr().out.strip() == f"FID {expected:.4f}"
+
+
+def test_statistics_for_images_npz_picks_range_by_dtype(tmp_path):
+    images = np.random.default_rng(11).uniform(-1, 1, (40, 4, 4, 1)).astype(np.float32)
+    np.savez(str(tmp_path / "imgs.npz"), samples=images)
+    ranges = []
+
+    def make_fn(data_range):
+        ranges.append(data_range)
+        return lambda x: x.reshape(len(x), -1)
+
+    mu, sigma, feats = fid.statistics_for(str(tmp_path / "imgs.npz"), make_fn, batch_size=16)
+    assert ranges == [(-1, 1)]
+    np.testing.assert_allclose(feats, images.reshape(40, -1), rtol=1e-6)
+    np.testing.assert_allclose(mu, images.reshape(40, -1).mean(0), rtol=1e-5)
+    assert sigma.shape == (16, 16)
+
+
+def test_inception_feature_fn_random_weights_sharded():
+    import jax
+
+    from jaxdiff.evaluation import inception
+
+    x = jax.ShapeDtypeStruct((1, 299, 299, 3), np.float32)
+    shapes = jax.eval_shape(inception.InceptionV3().init, jax.random.key(0), x)["params"]
+    rng = np.random.default_rng(12)
+    params = jax.tree.map(lambda s: rng.normal(0, 0.05, s.shape).astype(np.float32), shapes)
+    fn = fid.inception_feature_fn(params, data_range=(0, 255))  # one compile for (2, 16, 16, 3)
+    images = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    out = np.asarray(fn(images))
+    swapped = np.asarray(fn(images[::-1]))
+    assert out.shape == (2, 2048) and np.all(np.isfinite(out)) and np.any(out > 0)
+    np.testing.assert_allclose(swapped[::-1], out, rtol=1e-5, atol=1e-6)  # per-image
+    with pytest.raises(ValueError, match="logits need the fc head"):
+        fid.inception_feature_fn(params, output="logits")
+    with pytest.raises(ValueError, match="output must be 'pool' or 'logits'"):
+        fid.inception_feature_fn(params, output="mixed_9")
+
+
+def test_kid_rejects_bad_features():
+    with pytest.raises(ValueError, match="equal D"):
+        fid.kid(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        fid.kid(np.zeros((1, 3)), np.zeros((5, 3)))

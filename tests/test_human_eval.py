@@ -123,3 +123,24 @@ def test_make_page_rejects_bad_images(tmp_path):
         page.make_page(np.zeros((2, 4, 4, 3)), _images(2, 0), str(tmp_path / "p.html"))
     with pytest.raises(ValueError, match="\\(N, H, W, C\\)"):
         page.make_page(np.zeros((2, 4, 4), np.uint8), _images(2, 0), str(tmp_path / "p.html"))
+
+
+def test_make_pairs_balanced_without_replacement_and_seeded():
+    pairs = page.make_pairs(50, 30, 2000, seed=5)
+    assert pairs == page.make_pairs(50, 30, 2000, seed=5)
+    assert pairs != page.make_pairs(50, 30, 2000, seed=6)
+    n_left_a = sum(p["left"] == "A" for p in pairs)
+    assert abs(n_left_a - 1000) < 4 * np.sqrt(2000 * 0.25)  # fair coin, 4 sigma
+    first = [p["index_a"] for p in pairs[:50]]
+    assert sorted(first) == list(range(50))  # every A image once before any repeats
+    assert sorted(p["index_b"] for p in pairs[:30]) == list(range(30))
+
+
+def test_page_is_self_contained_and_escapes_text(tmp_path):
+    path = tmp_path / "p.html"
+    page.make_page(_images(3, 0), _images(3, 1), str(path), question="</script><b>x</b>")
+    text = path.read_text()
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert text.count("</script>") == 1  # the embedded JSON cannot close the script early
+    assert "http://" not in text and "https://" not in text  # nothing fetched
+    assert text.count("data:image/png;base64,") == 6

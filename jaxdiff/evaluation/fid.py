@@ -28,6 +28,7 @@ Command line (images from TFDS, ``.npz`` image arrays or precomputed statistics)
 """
 
 import argparse
+import functools
 import warnings
 from collections.abc import Callable
 
@@ -331,15 +332,24 @@ def load_images(spec: str) -> np.ndarray:
         return np.asarray(data[data.files[0]])
 
 
-def statistics_for(spec: str, feature_fn: FeatureFn | None, batch_size: int) -> tuple:
-    """(mu, sigma, features or None) for an images spec or a statistics ``.npz``."""
+def statistics_for(
+    spec: str, make_fn: Callable[[tuple], FeatureFn], batch_size: int = 50
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(mu, sigma, features or None) for an images spec or a statistics ``.npz``.
+
+    Args:
+      spec: ``tfds:NAME:SPLIT[:N[:DATA_DIR]]``, an images ``.npz`` (uint8 in [0, 255] or
+        floats in [-1, 1]) or a statistics ``.npz`` holding ``mu`` and ``sigma``.
+      make_fn: data_range -> feature function (called only when features are needed).
+      batch_size: images per call.
+    """
     if spec.endswith(".npz"):
         with np.load(spec, allow_pickle=False) as data:
             if "mu" in data and "sigma" in data:
                 return (*load_statistics(spec), None)
     images = load_images(spec)
     lo_hi = (0, 255) if images.dtype == np.uint8 else (-1, 1)
-    feats = extract_features(images, feature_fn, batch_size, lo_hi, progress=True)
+    feats = extract_features(images, make_fn(lo_hi), batch_size, lo_hi, progress=True)
     return (*feature_statistics(feats), feats)
 
 
@@ -351,11 +361,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--save_stats", default=None, help="write set a's stats to this .npz")
     args = parser.parse_args(argv)
-    params = convert.load_params(args.weights)
-    fns = {r: inception_feature_fn(params, r) for r in ((0, 255), (-1, 1))}
-    pick = lambda images: fns[(0, 255) if images.dtype == np.uint8 else (-1, 1)](images)
-    mu1, s1, f1 = statistics_for(args.a, pick, args.batch_size)
-    mu2, s2, f2 = statistics_for(args.b, pick, args.batch_size)
+
+    @functools.cache
+    def make_fn(data_range):
+        return inception_feature_fn(load_weights(), data_range)
+
+    load_weights = functools.cache(lambda: convert.load_params(args.weights))
+    mu1, s1, f1 = statistics_for(args.a, make_fn, args.batch_size)
+    mu2, s2, f2 = statistics_for(args.b, make_fn, args.batch_size)
     if args.save_stats:
         save_statistics(args.save_stats, mu1, s1)
     print(f"FID {frechet_distance(mu1, s1, mu2, s2):.4f}")
