@@ -25,6 +25,7 @@ The converted file lives at ``$JAXDIFF_INCEPTION`` if set, else
 """
 
 import argparse
+import functools
 import glob
 import os
 import re
@@ -140,6 +141,7 @@ def _pytorch_fid_name(name: str) -> str | None:
     return f"{_BLOCKS[block]}.{table[branch]}.{_BN_SUFFIX[leaf]}"
 
 
+@functools.cache
 def expected_shapes(include_logits: bool) -> dict[str, tuple[int, ...]]:
     """Canonical name -> shape of every tensor the network needs (gamma is optional)."""
     net = inception.InceptionV3(include_logits=include_logits)
