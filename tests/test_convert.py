@@ -195,3 +195,26 @@ def test_convert_cli_writes_npz(tmp_path, capsys):
         assert set(data.files) == set(shapes) | {k[:-6] + "gamma" for k in shapes if "weight" in k}
     with pytest.raises(FileNotFoundError, match="no such weights source"):
         convert.read_source(str(tmp_path / "missing.pt"))
+
+
+def test_legacy_storage_views_are_sliced():
+    # torch < 1.0 wrote storage views as ("storage", type, root_key, loc, size, (key, offset, n)).
+    class _FakeStorage:
+        pass
+
+    class _P(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, _FakeStorage):
+                return ("storage", torch.FloatStorage, "0", "cpu", 6, ("0v", 2, 3))
+            return None
+
+    class _Rebuild:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2, (_FakeStorage(), 1, (2,), (1,), False, None))
+
+    buf = io.BytesIO()
+    _P(buf, protocol=2).dump({"t": _Rebuild()})
+    head = pickle.dumps(0x1950A86A20F9469CFC6C) + pickle.dumps(1001) + pickle.dumps({})
+    tail = pickle.dumps(["0"]) + np.int64(6).tobytes() + np.arange(6, dtype="<f4").tobytes()
+    arrays = torch_reader.read_tensors(head + buf.getvalue() + tail)
+    np.testing.assert_array_equal(arrays["t"], [3.0, 4.0])  # root[2:5][1:3]

@@ -64,10 +64,24 @@ class _StorageRef:
         self.data: np.ndarray | None = None
 
 
+class _StorageView:
+    """A slice of a storage (legacy files only); looks like a storage to ``_LazyTensor``."""
+
+    def __init__(self, root: _StorageRef, offset: int, size: int):
+        self.root, self.offset, self.size, self.key = root, offset, size, root.key
+
+    @property
+    def data(self) -> np.ndarray | None:
+        data = self.root.data
+        return None if data is None else data[self.offset : self.offset + self.size]
+
+
 class _LazyTensor:
     """A strided view of a storage, materialised once the storage bytes are known."""
 
-    def __init__(self, storage: _StorageRef, offset: int, size: tuple, stride: tuple):
+    def __init__(
+        self, storage: _StorageRef | _StorageView, offset: int, size: tuple, stride: tuple
+    ):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
     def materialize(self) -> np.ndarray:
@@ -98,7 +112,7 @@ class ScriptRecord:
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, meta=None):
     del requires_grad, hooks, meta
-    if not isinstance(storage, _StorageRef):
+    if not isinstance(storage, _StorageRef | _StorageView):
         raise UnsafePickleError("tensor rebuilt from something that is not a file storage")
     return _LazyTensor(storage, int(offset), tuple(size), tuple(stride))
 
@@ -145,7 +159,11 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise UnsafePickleError(f"unexpected storage type {storage_type!r}")
         if key not in self.storages:
             self.storages[key] = _StorageRef(key, storage_type.dtype, numel)
-        return self.storages[key]
+        view = pid[5] if len(pid) > 5 else None
+        if view is None:
+            return self.storages[key]
+        _, offset, size = view  # legacy (torch < 1.0) storage views: (view_key, offset, size)
+        return _StorageView(self.storages[key], int(offset), int(size))
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
