@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+import tqdm
 from flax import linen as nn
 
 from jaxdiff._types import Array
@@ -84,15 +85,11 @@ def accuracy(params: dict, images: np.ndarray, labels: np.ndarray, batch_size: i
     """Top-1 accuracy of the classifier on (N, 28, 28, 1) images in [-1, 1]."""
     model = Classifier(num_classes=params["Dense_1"]["bias"].shape[0])
     predict = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
-    hits = 0
-    for i in range(0, len(images), batch_size):
-        hits += int(
-            np.sum(
-                np.asarray(predict(params, images[i : i + batch_size]))
-                == labels[i : i + batch_size]
-            )
-        )
-    return hits / len(images)
+    chunks = range(0, len(images), batch_size)
+    preds = np.concatenate(
+        [np.asarray(predict(params, images[i : i + batch_size])) for i in chunks]
+    )
+    return float(np.mean(preds == labels))
 
 
 def train_classifier(
@@ -125,15 +122,14 @@ def train_classifier(
     steps_per_epoch = len(x_train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {len(x_train)} training examples")
-    total = (
-        epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    )
+    total = epochs * steps_per_epoch
+    total = total if max_steps is None else min(max_steps, total)
     model = Classifier(DATASETS[dataset])
     params = model.init(jax.random.key(seed), x_train[:1])["params"]
     tx = optax.adam(optax.cosine_decay_schedule(learning_rate, total))
     opt_state, step = tx.init(params), _train_step(model, tx)
     rng = np.random.default_rng(seed)
-    for i in range(total):
+    for i in tqdm.trange(total, desc=f"train {dataset} classifier", mininterval=10):
         if i % steps_per_epoch == 0:
             order = rng.permutation(len(x_train))
         idx = order[(i % steps_per_epoch) * batch_size : (i % steps_per_epoch + 1) * batch_size]
