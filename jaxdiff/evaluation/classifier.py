@@ -8,7 +8,7 @@ MNIST / Fashion-MNIST), saved with an orbax ``CheckpointManager``.
 Command line::
 
   python -m jaxdiff.evaluation.classifier --dataset=mnist --workdir=/tmp/clf_mnist \
-      --data_dir=/path/to/tfds --epochs=3
+      --data_dir=/path/to/tfds --epochs=5
 
 Example::
 
@@ -35,16 +35,18 @@ DATASETS = {"mnist": 10, "fashion_mnist": 10}
 
 
 class Classifier(nn.Module):
-    """Conv(32)-pool-Conv(64)-pool-Dense(128)-Dense(K) on (B, 28, 28, 1) inputs in [-1, 1].
+    """Conv(32)-pool-Conv(64)-pool-Dense(128)-Dropout-Dense(K) on (B, 28, 28, 1) in [-1, 1].
 
     Attributes:
       num_classes: K.
+      dropout: dropout rate on the 128-d features while training.
     """
 
     num_classes: int = 10
+    dropout: float = 0.5
 
     @nn.compact
-    def __call__(self, x: Array, return_features: bool = False) -> Array:
+    def __call__(self, x: Array, return_features: bool = False, train: bool = False) -> Array:
         x = nn.relu(nn.Conv(32, (3, 3))(x))
         x = nn.max_pool(x, (2, 2), (2, 2))
         x = nn.relu(nn.Conv(64, (3, 3))(x))
@@ -52,6 +54,7 @@ class Classifier(nn.Module):
         features = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
         if return_features:
             return features
+        features = nn.Dropout(self.dropout, deterministic=not train)(features)
         return nn.Dense(self.num_classes)(features)
 
 
@@ -68,13 +71,13 @@ def load_split(dataset: str, split: str, data_dir: str | None = None):
 
 
 def _train_step(model, tx):
-    def loss_fn(params, x, y):
-        logits = model.apply({"params": params}, x)
+    def loss_fn(params, x, y, key):
+        logits = model.apply({"params": params}, x, train=True, rngs={"dropout": key})
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     @jax.jit
-    def step(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+    def step(params, opt_state, x, y, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y, key)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -96,7 +99,7 @@ def train_classifier(
     dataset: str = "mnist",
     workdir: str | None = None,
     data_dir: str | None = None,
-    epochs: int = 3,
+    epochs: int = 5,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
     seed: int = 0,
@@ -125,7 +128,8 @@ def train_classifier(
     total = epochs * steps_per_epoch
     total = total if max_steps is None else min(max_steps, total)
     model = Classifier(DATASETS[dataset])
-    params = model.init(jax.random.key(seed), x_train[:1])["params"]
+    init_key, root = jax.random.split(jax.random.key(seed))
+    params = model.init(init_key, x_train[:1])["params"]
     tx = optax.adam(optax.cosine_decay_schedule(learning_rate, total))
     opt_state, step = tx.init(params), _train_step(model, tx)
     rng = np.random.default_rng(seed)
@@ -133,7 +137,8 @@ def train_classifier(
         if i % steps_per_epoch == 0:
             order = rng.permutation(len(x_train))
         idx = order[(i % steps_per_epoch) * batch_size : (i % steps_per_epoch + 1) * batch_size]
-        params, opt_state, _ = step(params, opt_state, x_train[idx], y_train[idx])
+        key = jax.random.fold_in(root, i)
+        params, opt_state, _ = step(params, opt_state, x_train[idx], y_train[idx], key)
     meta = {
         "dataset": dataset,
         "num_classes": DATASETS[dataset],
@@ -204,6 +209,6 @@ if __name__ == "__main__":
     flags.DEFINE_enum("dataset", "mnist", sorted(DATASETS), "TFDS dataset.")
     flags.DEFINE_string("workdir", None, "Checkpoint directory.", required=True)
     flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-    flags.DEFINE_integer("epochs", 3, "Training epochs.")
+    flags.DEFINE_integer("epochs", 5, "Training epochs.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     app.run(main)
