@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"FID {frechet_distance(mu1, s1, mu2, s2):.4f}")
     if f1 is not None and f2 is not None:
         mean, std = kid(f1, f2)
-        print(f"KID {mean:.6f} +- {std:.6f}")
+        whole = len(f1) <= 1000 and len(f2) <= 1000  # every subset is the whole set
+        print(f"KID {mean:.6f} +- {std:.6f}" + (" (one subset: all samples)" if whole else ""))
 
 
 if __name__ == "__main__":
