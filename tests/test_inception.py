@@ -60,6 +60,8 @@ def _flax_features(params, images_uint8):
 
 def _assert_close(ours, ref):
     rel = np.linalg.norm(ours - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    worst = np.abs(ours - ref).max() / np.abs(ref).max()
+    print(f"max per-image relative L2 error {rel.max():.2e}, max abs error / max {worst:.2e}")
     assert rel.max() < 1e-3, rel.max()
     assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
 
