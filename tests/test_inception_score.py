@@ -73,3 +73,20 @@ def test_classifier_errors(tmp_path):
         classifier.load_split("cifar10", "train")
     with pytest.raises(FileNotFoundError, match="no classifier checkpoint"):
         classifier.load_classifier(str(tmp_path / "empty"))
+
+
+def test_classifier_dropout_only_in_training():
+    model = classifier.Classifier()
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+    params = model.init(jax.random.key(0), x)["params"]
+    a = model.apply({"params": params}, x)
+    np.testing.assert_array_equal(a, model.apply({"params": params}, x))
+    b = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(1)})
+    assert not np.allclose(a, b)
+    assert model.apply({"params": params}, x, return_features=True).shape == (4, 128)
+
+
+def test_train_classifier_rejects_oversized_batch():
+    with tfds.testing.mock_data(num_examples=10):
+        with pytest.raises(ValueError, match="batch_size 64 exceeds the 10 training examples"):
+            classifier.train_classifier("mnist", batch_size=64)
