@@ -6,10 +6,16 @@ TEST = [
     "pytest>=8",
     "pytest-xdist>=3",
     "scipy>=1.11",
-    "torch>=2.4",
+    "torch>=2.4",  # CPU cross-checks; README pins the CPU wheel
     "diffusers>=0.30",
+    "safetensors>=0.4",
+    "playwright>=1.40",  # drives Debian's chromium; no browser download
+    "nbmake>=1.5",
+    "ipykernel>=6",
+    "matplotlib>=3.7",
 ]
 EVAL = ["scipy>=1.11"]
+NOTEBOOKS = ["matplotlib>=3.7", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"]
 DEV = ["ruff>=0.6"]
 
 setup(
@@ -36,5 +42,5 @@ setup(
         "scikit-learn>=1.3",
         "tensorboardX>=2.6",
     ],
-    extras_require={"test": TEST, "eval": EVAL, "dev": DEV},
+    extras_require={"test": TEST, "eval": EVAL, "dev": DEV, "notebooks": NOTEBOOKS},
 )
