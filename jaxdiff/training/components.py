@@ -38,7 +38,7 @@ def build_model(config):
     from jaxdiff import models
 
     overrides = dict(config.model.options.to_dict())
-    overrides.update(num_classes=num_classes(config), dtype=getattr(jnp, config.model.dtype))
+    overrides.update(num_classes=config.model.num_classes, dtype=getattr(jnp, config.model.dtype))
     if config.model.learn_sigma:
         overrides["learn_sigma"] = True
     return models.create(config.model.name, **overrides)
@@ -51,13 +51,15 @@ def build_loss(config, process):
     return losses.make_loss(config.loss.name, process, **config.loss.options.to_dict())
 
 
-def build_importance(config):
+def build_importance(config, process):
     """``(state, (sample_fn, update_fn))`` for importance sampling of t, or ``(None, None)``."""
     if not config.loss.importance_bins:
         return None, None
     from jaxdiff import losses
 
-    st = losses.importance_init(config.loss.importance_bins, config.loss.importance_history)
+    st = losses.importance_init(
+        config.loss.importance_bins, config.loss.importance_history, process=process
+    )
     return st, (losses.importance_sample, losses.importance_update)
 
 
@@ -104,7 +106,7 @@ def example_shape(config, batch: int) -> tuple[int, ...]:
 
 def make_train_step(config, net, process):
     """The pure train step and the initial importance-sampling state."""
-    imp_state, imp_fns = build_importance(config)
+    imp_state, imp_fns = build_importance(config, process)
     fn = step_lib.make_train_step(
         net.apply,
         build_loss(config, process),

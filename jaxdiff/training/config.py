@@ -35,7 +35,7 @@ def base() -> ml_collections.ConfigDict:
     c.process = dict(
         kind="schedule",  # "schedule" (discrete) or "sde" (continuous)
         name="linear",
-        params=ml_collections.ConfigDict(dict(num_steps=1000)),
+        params=ml_collections.ConfigDict(),  # constructor arguments, e.g. num_steps
     )
     c.loss = dict(
         name="eps",  # losses.make_loss name
@@ -92,3 +92,8 @@ def smoke(c: ml_collections.ConfigDict, **model_options) -> ml_collections.Confi
     c.train.update(num_steps=1, log_every=1, checkpoint_every=1, sample_every=0, progress=False)
     c.sample.update(num_steps=2, num_samples=4)
     return c
+
+
+# Tiny networks for the smoke variants (one step on mock data in the tests).
+SMOKE_UNET = dict(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), num_groups=4)
+SMOKE_DIT = dict(hidden=32, depth=1, num_heads=2)
