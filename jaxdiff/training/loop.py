@@ -94,7 +94,7 @@ def train(config, workdir: str):
     state = restore_or_init(config, ckpt, *init_state(config, net, mesh, imp_state), iterator)
     rep = state_lib.replicated(mesh)
     sample_fn = jax.jit(components.make_sampler(config, net, process), out_shardings=rep)
-    writer = summaries.Writer(os.path.join(workdir, "tb"), enabled=jax.process_index() == 0)
+    writer = summaries.Writer(workdir, enabled=jax.process_index() == 0)
     meta = {"config": json.loads(json.dumps(config.to_dict()))}
     stop, kill_at = ckpt_lib.install_sigterm_handler(), int(os.environ.get(KILL_ENV, -1))
     start = int(state.step)
@@ -117,7 +117,7 @@ def train(config, workdir: str):
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if step % tc.log_every == 0 or step == tc.num_steps:
-                writer.scalars(step, {k: v for k, v in metrics.items()})
+                writer.scalars(step, metrics)
             if tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps):
                 draw_samples(config, sample_fn, state, step, workdir, writer)
             preempted = stop.is_set()

@@ -165,7 +165,7 @@ def make_train_step(
         new = state.replace(
             step=state.step + 1, params=params, ema=ema, opt_state=opt_state, importance=imp
         )
-        return new, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return train_step
 

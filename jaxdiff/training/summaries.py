@@ -1,5 +1,6 @@
 """Outputs a person looks at: PNG sample grids and TensorBoard scalars/images (tensorboardX)."""
 
+import json
 import os
 
 import numpy as np
@@ -43,19 +44,28 @@ def save_grid(images, path: str, ncol: int | None = None, upscale: int = 1) -> n
 
 
 class Writer:
-    """TensorBoard event files in ``logdir`` (a no-op writer when ``enabled`` is False)."""
+    """TensorBoard event files in ``workdir/tb`` plus ``workdir/metrics.jsonl``.
 
-    def __init__(self, logdir: str, enabled: bool = True):
+    Each ``scalars`` call appends one JSON line ``{"step": s, name: value, ...}`` (easy to
+    read back in tests and notebooks). A writer with ``enabled=False`` (hosts other than 0)
+    does nothing.
+    """
+
+    def __init__(self, workdir: str, enabled: bool = True):
         self._writer = None
+        self._jsonl = os.path.join(workdir, "metrics.jsonl")
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self._writer = SummaryWriter(logdir)
+            self._writer = SummaryWriter(os.path.join(workdir, "tb"))
 
     def scalars(self, step: int, values: dict) -> None:
         if self._writer:
+            values = {name: float(value) for name, value in values.items()}
             for name, value in values.items():
-                self._writer.add_scalar(name, float(value), step)
+                self._writer.add_scalar(name, value, step)
+            with open(self._jsonl, "a") as f:
+                f.write(json.dumps({"step": step, **values}) + "\n")
 
     def image(self, step: int, name: str, grid: np.ndarray) -> None:
         if self._writer:
