@@ -34,6 +34,22 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (whitespace runs collapsed, quotes stripped)."""
+    text = str(error).replace("\\n", " ").replace("\\'", "'")
+    return " ".join(text.split()).strip("'\"")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad config path or field reported in one line."""
+    try:
+        argv = FLAGS(argv)
+        FLAGS.config.get("seed")  # loads the config file now, to report errors here
+        return argv
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+        raise SystemExit(f"error: bad flag or config: {one_line(e)}") from None
+
+
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -43,8 +59,8 @@ def main(argv) -> None:
     try:
         loop.train(FLAGS.config, FLAGS.workdir)
     except (ValueError, OSError) as e:  # bad input: one line, no traceback
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"error: {one_line(e)}") from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -141,7 +141,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
       method, num_steps, guidance: override ``config.sample``'s values.
       **options: passed to ``samplers.sample``.
     """
-    from jaxdiff import samplers
+    from jaxdiff import guidance, samplers
 
     s = config.sample
     method = method or s.method
@@ -149,6 +149,8 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
     w = s.guidance if guidance is None else guidance
     options = {**s.options.to_dict(), **options}
     learned = config.model.learn_sigma
+    if learned:
+        options["learned_variance"] = True
 
     def sample(params, key, labels=None):
         model_fn = step_lib.make_model_fn(
@@ -157,7 +159,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
         cond = {}
         if num_classes(config):
             if w:
-                model_fn = samplers.guidance.cfg(model_fn, w, num_classes(config))
+                model_fn = guidance.cfg(model_fn, w, num_classes(config))
             cond["label"] = labels
         shape = example_shape(config, labels.shape[0] if labels is not None else s.num_samples)
         x, _ = samplers.sample(
