@@ -17,7 +17,7 @@ reaches) and of pure noise. Running it again resumes the finished run and only r
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints and samples go.")
 flags.DEFINE_integer("num_samples", 500, "Samples scored against the held-out digits.")
@@ -96,6 +96,7 @@ def score(samples: np.ndarray, seed: int = 0) -> dict:
 
 def main(argv) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)
     import jax
 
     from jaxdiff.training import components, loop, summaries

@@ -200,3 +200,24 @@ def test_sigterm_saves_and_stops(tmp_path, monkeypatch):
     state = loop.train(c, str(tmp_path))
     assert int(state.step) == 1
     assert os.listdir(os.path.join(str(tmp_path), "checkpoints")) == ["1"]
+
+
+def test_sample_command_writes_a_grid_and_arrays(uninterrupted, tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+    for out in ("grid.png", "samples.npz"):
+        cmd = [
+            sys.executable,
+            "-m",
+            "jaxdiff.sample",
+            f"--workdir={uninterrupted}",
+            "--num_steps=2",
+            "--num_samples=4",
+            f"--out={tmp_path / out}",
+        ]
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (4 * 19, 4 * 19)  # 2x2 tiles of 8+1 px, +1
+    images = np.load(tmp_path / "samples.npz")["images"]
+    assert images.shape == (4, 8, 8, 1) and np.abs(images).max() <= 1.0

@@ -95,5 +95,5 @@ def smoke(c: ml_collections.ConfigDict, **model_options) -> ml_collections.Confi
 
 
 # Tiny networks for the smoke variants (one step on mock data in the tests).
-SMOKE_UNET = dict(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), num_groups=4)
+SMOKE_UNET = dict(ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), num_groups=4)
 SMOKE_DIT = dict(hidden=32, depth=1, num_heads=2)
