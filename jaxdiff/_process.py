@@ -13,6 +13,7 @@ shape (B,) and a scalar broadcasts.
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,6 +71,10 @@ class Process:
         """The noise standard deviation sigma(t) of the marginal; same shape as ``t``."""
         raise NotImplementedError
 
+    def variance(self, t: Array) -> Array:
+        """sigma(t)^2. Subclasses override it where a direct form avoids d sqrt(0) = inf."""
+        return jnp.square(self.sigma(t))
+
     @property
     def prior_std(self) -> float:
         """Standard deviation of the Gaussian prior p_1 = N(0, prior_std^2 I)."""
@@ -116,13 +121,14 @@ class Process:
     def rates(self, t: Array) -> tuple[Array, Array]:
         """Returns (d log scale / dt, d sigma^2 / dt), each shaped like ``t``.
 
-        Computed by forward-mode autodiff of ``scale`` and ``sigma``, so a new process
-        only has to define its marginal.
+        Computed by forward-mode autodiff of ``scale`` and ``variance``, so a new process
+        only has to define its marginal. Differentiating sigma^2 directly (not sigma) keeps
+        the rates finite where sigma = 0 (t = 0 for VP-type processes).
         """
         t = jnp.asarray(t, dtype=jnp.float32)
         ones = jnp.ones_like(t)
         _, dlog_scale = jax.jvp(lambda s: jnp.log(self.scale(s)), (t,), (ones,))
-        _, dvar = jax.jvp(lambda s: jnp.square(self.sigma(s)), (t,), (ones,))
+        _, dvar = jax.jvp(self.variance, (t,), (ones,))
         return dlog_scale, dvar
 
     def coefficients(self, x: Array, t: Array) -> tuple[Array, Array]:
@@ -140,7 +146,8 @@ class Process:
         """
         t = batch_time(t, x)
         dlog_scale, dvar = self.rates(t)
-        g2 = dvar - 2.0 * dlog_scale * jnp.square(self.sigma(t))
+        g2 = dvar - 2.0 * dlog_scale * self.variance(t)
+        chex.assert_shape(g2, t.shape)
         return expand_like(dlog_scale, x) * x, jnp.sqrt(jnp.maximum(g2, 0.0))
 
     def prior_sample(self, key: PRNGKey, shape: tuple[int, ...]) -> Array:
@@ -149,6 +156,7 @@ class Process:
 
     def prior_logp(self, z: Array) -> Array:
         """Log-density of the prior at z of shape (B, ...), summed over non-batch axes: (B,)."""
+        chex.assert_rank(z, {1, 2, 3, 4, 5, 6})
         dim = math.prod(z.shape[1:])
         var = jnp.square(self.prior_std)
         sq = jnp.sum(jnp.square(z).reshape(z.shape[0], -1), axis=-1)

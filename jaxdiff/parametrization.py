@@ -21,6 +21,7 @@ Example:
 
 from collections.abc import Callable
 
+import chex
 import jax.numpy as jnp
 
 from jaxdiff._process import Process, batch_time, expand_like
@@ -34,18 +35,23 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"Unknown prediction kind {kind!r}; valid kinds: {list(KINDS)}.")
 
 
-def _to_x0_eps(pred: Array, kind: str, x: Array, scale: Array, sigma: Array):
-    """(x0, eps) implied by a prediction of ``kind`` at x; scale, sigma broadcast with x."""
-    if kind == "eps":
-        return (x - sigma * pred) / scale, pred
-    if kind == "x0":
-        return pred, (x - scale * pred) / sigma
-    if kind == "v":
-        norm = jnp.square(scale) + jnp.square(sigma)
-        return (scale * x - sigma * pred) / norm, (sigma * x + scale * pred) / norm
-    eps = -sigma * pred  # score
+def _v_to_x0_eps(v, x, scale, sigma):
+    norm = jnp.square(scale) + jnp.square(sigma)
+    return (scale * x - sigma * v) / norm, (sigma * x + scale * v) / norm
+
+
+def _score_to_x0_eps(score, x, scale, sigma):
+    eps = -sigma * score
     return (x - sigma * eps) / scale, eps
 
+
+# (prediction, x, scale, sigma) -> (x0, eps) for each kind; scale, sigma broadcast with x.
+_TO_X0_EPS: dict[str, Callable] = {
+    "eps": lambda eps, x, scale, sigma: ((x - sigma * eps) / scale, eps),
+    "x0": lambda x0, x, scale, sigma: (x0, (x - scale * x0) / sigma),
+    "v": _v_to_x0_eps,
+    "score": _score_to_x0_eps,
+}
 
 _FROM_X0_EPS: dict[str, Callable] = {
     "eps": lambda x0, eps, scale, sigma: eps,
@@ -80,7 +86,8 @@ def convert(pred: Array, from_kind: str, to_kind: str, x: Array, t: Array, proce
         return pred
     t = batch_time(t, x)
     scale, sigma = (expand_like(a, x) for a in process.marginal(t))
-    x0, eps = _to_x0_eps(pred, from_kind, x, scale, sigma)
+    chex.assert_equal_rank([scale, x])
+    x0, eps = _TO_X0_EPS[from_kind](pred, x, scale, sigma)
     return _FROM_X0_EPS[to_kind](x0, eps, scale, sigma)
 
 
@@ -110,3 +117,26 @@ def to_score_fn(model_fn: ModelFn, kind: str, process: Process) -> ModelFn:
 def to_denoiser(model_fn: ModelFn, kind: str, process: Process) -> ModelFn:
     """Turns a model predicting ``kind`` into a denoiser ``(x, t, **cond) -> x0``."""
     return convert_model_fn(model_fn, kind, "x0", process)
+
+
+def true_prediction(kind: str, x0: Array, eps: Array, t: Array, process: Process) -> Array:
+    """The exact target of ``kind`` for x_t = scale x0 + sigma eps (what a loss regresses on).
+
+    Computed from (x0, eps) directly, without going through x_t, so it stays exact where
+    scale or sigma is tiny.
+
+    Args:
+      kind: one of :data:`KINDS`.
+      x0: clean data, shape (B, ...).
+      eps: the noise, shaped like ``x0``.
+      t: times, shape (B,) or scalar.
+      process: the process whose marginal gives scale and sigma.
+
+    Returns:
+      The target, shaped like ``x0``.
+    """
+    _check_kind(kind)
+    chex.assert_equal_shape([x0, eps])
+    t = batch_time(t, x0)
+    scale, sigma = (expand_like(a, x0) for a in process.marginal(t))
+    return _FROM_X0_EPS[kind](x0, eps, scale, sigma)

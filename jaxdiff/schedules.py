@@ -28,7 +28,8 @@ _LOG_ALPHA_BAR_FLOOR = -46.0  # log(1e-20): keeps a zero-terminal-SNR schedule f
 
 
 def _check_num_steps(num_steps) -> None:
-    if not isinstance(num_steps, int) or num_steps < 1:
+    is_int = isinstance(num_steps, (int, np.integer)) and not isinstance(num_steps, bool)
+    if not is_int or num_steps < 1:
         raise ValueError(f"num_steps must be an integer >= 1; got num_steps={num_steps!r}.")
 
 
@@ -76,8 +77,11 @@ class AlphaBarProcess(Process):
     def scale(self, t: Array) -> Array:
         return jnp.sqrt(self.alpha_bar(jnp.asarray(t, jnp.float32)))
 
+    def variance(self, t: Array) -> Array:
+        return 1.0 - self.alpha_bar(jnp.asarray(t, jnp.float32))
+
     def sigma(self, t: Array) -> Array:
-        return jnp.sqrt(1.0 - self.alpha_bar(jnp.asarray(t, jnp.float32)))
+        return jnp.sqrt(self.variance(t))
 
     @property
     def prior_std(self) -> float:
@@ -130,6 +134,12 @@ def linear(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02):
     """
     _check_num_steps(num_steps)
     c = 1000.0 / num_steps
+    if is_concrete_number(beta_end) and c * beta_end >= 1.0:
+        raise ValueError(
+            f"The linear schedule rescales beta_end by 1000 / num_steps; with num_steps="
+            f"{num_steps} that gives beta_end={c * beta_end} >= 1. Use num_steps > "
+            f"{1000.0 * beta_end:g}."
+        )
     betas = np.linspace(c * beta_start, c * beta_end, num_steps, dtype=np.float64)
     return betas, VPSDE(beta_min=1000.0 * beta_start, beta_max=1000.0 * beta_end)
 
@@ -172,6 +182,36 @@ def rescale_zero_terminal_snr(alphas_cumprod: np.ndarray) -> np.ndarray:
 
 
 @flax.struct.dataclass
+class ZeroTerminalSNR(Process):
+    """Continuous form of the zero-terminal-SNR rescale of a variance-preserving process.
+
+    scale(t) = (b(t) - b(1)) / (1 - b(1)) with b the base process's scale, so scale(0) = 1,
+    scale(1) = 0 (SNR 0 at t = 1) and sigma(t)^2 = 1 - scale(t)^2. Near t = 1 the forward
+    drift d log scale / dt diverges, as it must for a process that reaches pure noise.
+
+    Attributes:
+      base: the process being rescaled (e.g. a schedule's ``continuous`` form).
+    """
+
+    base: Process
+
+    def scale(self, t: Array) -> Array:
+        t = jnp.asarray(t, jnp.float32)
+        last = self.base.scale(jnp.ones_like(t))
+        return jnp.maximum(self.base.scale(t) - last, 0.0) / (1.0 - last)
+
+    def variance(self, t: Array) -> Array:
+        return 1.0 - jnp.square(self.scale(t))
+
+    def sigma(self, t: Array) -> Array:
+        return jnp.sqrt(self.variance(t))
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+
+@flax.struct.dataclass
 class DiscreteSchedule(Process):
     """A DDPM forward chain of N steps, behind the common Process interface.
 
@@ -207,17 +247,27 @@ class DiscreteSchedule(Process):
 
     @classmethod
     def from_betas(cls, betas, continuous: Process | None = None, zero_terminal_snr=False):
-        """Builds a schedule from explicit betas in (0, 1), shape (N,)."""
+        """Builds a schedule from explicit betas.
+
+        Args:
+          betas: beta_i in (0, 1), shape (N,).
+          continuous: the continuous form; defaults to the VPSDE with beta(t) = N beta.
+          zero_terminal_snr: rescale alpha_bar so its last value is 0 (Lin et al. 2024).
+
+        Raises:
+          ValueError: betas of a wrong shape or outside (0, 1), quoting the first bad value.
+        """
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size < 1:
             raise ValueError(f"betas must have shape (N,) with N >= 1; got {betas.shape}.")
         _check_betas(betas)
         alphas_cumprod = np.cumprod(1.0 - betas)
+        if continuous is None:
+            continuous = VPSDE(beta_min=betas[0] * betas.size, beta_max=betas[-1] * betas.size)
         if zero_terminal_snr:
             alphas_cumprod = rescale_zero_terminal_snr(alphas_cumprod)
             betas = 1.0 - alphas_cumprod / np.concatenate([[1.0], alphas_cumprod[:-1]])
-        if continuous is None:
-            continuous = VPSDE(beta_min=betas[0] * betas.size, beta_max=betas[-1] * betas.size)
+            continuous = ZeroTerminalSNR(base=continuous)
         return cls(
             betas=jnp.asarray(betas, jnp.float32),
             alphas_cumprod=jnp.asarray(alphas_cumprod, jnp.float32),
@@ -238,8 +288,13 @@ class DiscreteSchedule(Process):
         return jnp.arange(1, self.num_steps + 1, dtype=jnp.float32) / self.num_steps
 
     def index(self, t: Array) -> Array:
-        """The step index i = round(t N) - 1 of grid times (int32, shape of ``t``)."""
-        return jnp.round(jnp.asarray(t, jnp.float32) * self.num_steps).astype(jnp.int32) - 1
+        """The step index i = round(t N) - 1 of grid times, clipped to [0, N - 1].
+
+        Returns:
+          int32 indices, shaped like ``t``.
+        """
+        i = jnp.round(jnp.asarray(t, jnp.float32) * self.num_steps).astype(jnp.int32) - 1
+        return jnp.clip(i, 0, self.num_steps - 1)
 
     def _log_alpha_bar(self, t: Array) -> Array:
         grid = jnp.arange(self.num_steps + 1, dtype=jnp.float32) / self.num_steps
@@ -250,8 +305,11 @@ class DiscreteSchedule(Process):
     def scale(self, t: Array) -> Array:
         return jnp.exp(0.5 * self._log_alpha_bar(t))
 
+    def variance(self, t: Array) -> Array:
+        return -jnp.expm1(self._log_alpha_bar(t))
+
     def sigma(self, t: Array) -> Array:
-        return jnp.sqrt(-jnp.expm1(self._log_alpha_bar(t)))
+        return jnp.sqrt(self.variance(t))
 
     def _step_terms(self, t: Array):
         """(beta_i, alpha_bar_i, alpha_bar_{i-1}) at grid times t, with alpha_bar_{-1} = 1."""

@@ -61,8 +61,11 @@ class VPSDE(Process):
     def scale(self, t: Array) -> Array:
         return jnp.exp(_vp_log_scale(t, self.beta_min, self.beta_max))
 
+    def variance(self, t: Array) -> Array:
+        return -jnp.expm1(2.0 * _vp_log_scale(t, self.beta_min, self.beta_max))
+
     def sigma(self, t: Array) -> Array:
-        return jnp.sqrt(-jnp.expm1(2.0 * _vp_log_scale(t, self.beta_min, self.beta_max)))
+        return jnp.sqrt(self.variance(t))
 
     @property
     def prior_std(self) -> float:

@@ -1,1 +1,357 @@
-"""jaxdiff.samplers: see docs/ARCHITECTURE.md (filled by its issue)."""
+"""Samplers: one call, ``sample(...)``, for every method; grids apart from steppers.
+
+``sample(key, model_fn, process, shape, method=..., num_steps=...)`` draws samples from a
+diffusion model. ``model_fn(x, t, **cond)`` predicts ``kind`` ("score", "eps", "x0" or
+"v"); ``process`` is an SDE of :mod:`jaxdiff.sdes` or a
+:class:`~jaxdiff.schedules.DiscreteSchedule`. The method's stepper (one module per family)
+runs over a time grid (:mod:`~jaxdiff.samplers.grids`) inside one ``lax.scan``, or under
+a ``lax.while_loop`` for ``ode_adaptive``; everything compiles once per (shape,
+num_steps, method, static options). The process, the key, ``x_init``, conditioning,
+float options and the array leaves of ``model_fn`` (pass parameters with
+``jax.tree_util.Partial(apply_fn, params)`` or ``functools.partial``) are arguments of
+the compiled function, so new values do not recompile.
+
+``ddpm`` and ``ddim`` need a DiscreteSchedule. Every other method treats the model as a
+model of a continuous process: given a DiscreteSchedule they use its continuous form
+``schedule.continuous`` (smooth in t, which the ODE solvers and the adaptive controller
+need; the schedule's own piecewise-linear marginal would put kinks in the drift).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from jaxdiff import samplers, sdes
+  >>> score = lambda x, t: -x  # data N(0, I) under VP: p_t = N(0, I) at every t
+  >>> x, info = samplers.sample(jax.random.key(0), score, sdes.VPSDE(), (4, 2),
+  ...                           method="ode_heun", num_steps=10)
+  >>> x.shape, int(info["nfe"])
+  ((4, 2), 19)
+"""
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import parametrization
+from jaxdiff._process import Process
+from jaxdiff._types import Array, PRNGKey
+from jaxdiff.samplers import adaptive, discrete, dpm_solver, edm, grids, langevin, ode, sde
+from jaxdiff.samplers._driver import Stepper, make_net, run_grid
+from jaxdiff.schedules import DiscreteSchedule
+
+
+class Method(NamedTuple):
+    """A registered sampler: stepper, default grid and end time, its own options.
+
+    Attributes:
+      stepper: the step function and order (None: the adaptive solve).
+      grid: the default grid name (see :data:`grids.GRIDS`).
+      t_end: the default final time.
+      denoise_final: whether to replace x by D(x, t_end) at the end by default (+1 NFE).
+      options: the method's own options and their defaults.
+      discrete: needs a DiscreteSchedule.
+    """
+
+    stepper: Stepper | None
+    grid: str | None
+    t_end: float
+    denoise_final: bool
+    options: dict
+    discrete: bool = False
+
+
+METHODS: dict[str, Method] = {
+    "ddpm": Method(discrete.DDPM, "discrete", 0.0, False, {"variance": "beta_tilde"}, True),
+    "ddim": Method(discrete.DDIM, "discrete", 0.0, False, {"eta": 0.0}, True),
+    "euler_maruyama": Method(sde.EULER_MARUYAMA, "uniform", 1e-3, True, {}),
+    "pc": Method(sde.PC, "uniform", 1e-3, True, {"snr": 0.16, "n_corrector": 1}),
+    "annealed_langevin": Method(
+        langevin.ANNEALED_LANGEVIN,
+        "log_snr",
+        1e-3,
+        True,
+        {"steps_per_level": 100, "step_size": 2e-5},
+    ),
+    "ode_euler": Method(ode.EULER, "edm", 0.0, False, {}),
+    "ode_heun": Method(ode.HEUN, "edm", 0.0, False, {}),
+    "ode_adaptive": Method(
+        None, None, 1e-3, True, {"rtol": 1e-5, "atol": 1e-5, "max_steps": 10_000}
+    ),
+    "edm_stochastic": Method(
+        edm.EDM_STOCHASTIC,
+        "edm",
+        0.0,
+        False,
+        {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.0},
+    ),
+    "dpm_solver++": Method(dpm_solver.DPM_SOLVER_PP, "log_snr", 1e-3, False, {}),
+}
+
+COND_KEYS = ("label", "context", "context_mask")
+_GRID_KEYS = ("grid", "rho", "sigma_min", "spacing")
+_COMMON = {
+    "t_start": 1.0,
+    "return_trajectory": False,
+    "learned_variance": False,
+    **dict.fromkeys(_GRID_KEYS + COND_KEYS),
+}
+
+# option -> (is it allowed?, what is allowed)
+_RULES = {
+    "eta": (lambda v: v >= 0, "a float >= 0"),
+    "variance": (lambda v: v in ("beta", "beta_tilde"), "'beta' or 'beta_tilde'"),
+    "snr": (lambda v: v > 0, "a float > 0"),
+    "n_corrector": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "steps_per_level": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "step_size": (lambda v: v > 0, "a float > 0"),
+    "rtol": (lambda v: v > 0, "a float > 0"),
+    "atol": (lambda v: v > 0, "a float > 0"),
+    "max_steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "S_churn": (lambda v: v >= 0, "a float >= 0"),
+    "S_noise": (lambda v: v > 0, "a float > 0"),
+}
+
+
+def _method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}; valid methods: {sorted(METHODS)}.")
+    return METHODS[name]
+
+
+def _options(name: str, spec: Method, options: dict) -> dict:
+    """Defaults merged with the user's options; unknown or invalid ones raise."""
+    defaults = {
+        **_COMMON,
+        "t_end": spec.t_end,
+        "denoise_final": spec.denoise_final,
+        "grid": spec.grid,
+        **spec.options,
+    }
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"Unknown options {unknown} for method {name!r}; valid options: {sorted(defaults)}."
+        )
+    opts = {**defaults, **options}
+    for key, (ok, allowed) in _RULES.items():
+        if key in opts and not ok(opts[key]):
+            raise ValueError(f"Option {key} must be {allowed}; got {key}={opts[key]!r}.")
+    return opts
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else shape
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) >= 1
+        and all(isinstance(d, (int, np.integer)) and d >= 1 for d in shape)
+    ):
+        raise ValueError(f"shape must be a tuple (B, ...) of positive integers; got {shape!r}.")
+    return tuple(int(d) for d in shape)
+
+
+def _check_inputs(shape, x_init, cond, opts) -> None:
+    if x_init is not None and tuple(jnp.shape(x_init)) != shape:
+        raise ValueError(f"x_init must have shape {shape}; got {tuple(jnp.shape(x_init))}.")
+    if x_init is None and opts["t_start"] < 1.0:
+        raise ValueError(
+            f"t_start={opts['t_start']} < 1 needs x_init: the input noised to t_start "
+            "(e.g. process.sample_marginal(key, x0, t_start)[0])."
+        )
+    for k, v in cond.items():
+        if jnp.ndim(v) < 1 or jnp.shape(v)[0] != shape[0]:
+            raise ValueError(
+                f"Conditioning {k}= must have batch size {shape[0]} (its first axis); "
+                f"got shape {jnp.shape(v)}."
+            )
+
+
+def _is_dynamic(leaf) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic)) or type(leaf) is float
+
+
+def _split_model(model_fn):
+    """(static part, array leaves): array/float leaves are traced, the rest is hashed."""
+    if isinstance(model_fn, functools.partial) and not isinstance(model_fn, jax.tree_util.Partial):
+        model_fn = jax.tree_util.Partial(model_fn.func, *model_fn.args, **model_fn.keywords)
+    leaves, treedef = jax.tree.flatten(model_fn)
+    static = tuple(None if _is_dynamic(x) else x for x in leaves)
+    return (treedef, static), [x if _is_dynamic(x) else None for x in leaves]
+
+
+class _Config(NamedTuple):
+    """Everything that fixes the compiled program (hashable)."""
+
+    method: str
+    shape: tuple
+    kind: str
+    model: tuple
+    has_x_init: bool
+    static_opts: tuple
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run(config: _Config, dyn: dict):
+    treedef, static = config.model
+    leaves = [s if d is None else d for s, d in zip(static, dyn["model"], strict=True)]
+    model_fn = jax.tree.unflatten(treedef, leaves)
+    opts = {**dict(config.static_opts), **dyn["opts"]}
+    process, times = dyn["process"], dyn["times"]
+    net = make_net(model_fn, config.kind, process, dyn["cond"], opts["learned_variance"])
+    key_init, key_steps = jax.random.split(dyn["key"])
+    x = dyn["x_init"] if config.has_x_init else process.prior_sample(key_init, config.shape)
+    spec = METHODS[config.method]
+    trajectory = None
+    if spec.stepper is None:
+        x, info = adaptive.solve(net, process, x, opts)
+    else:
+        x, nfe, trajectory = run_grid(
+            spec.stepper, net, process, x, times, key_steps, opts, opts["return_trajectory"]
+        )
+        info = {"nfe": nfe}
+    if opts["denoise_final"]:
+        x = net(x, opts["t_end"]).x0
+        info["nfe"] = info["nfe"] + 1
+    if trajectory is not None:
+        info["trajectory"], info["times"] = trajectory, times
+    return x, info
+
+
+def _grid_times(name: str, spec: Method, process, num_steps: int, opts: dict):
+    if spec.stepper is None:
+        grids.check_span(num_steps, opts["t_start"], opts["t_end"])
+        if opts["return_trajectory"]:
+            raise ValueError("return_trajectory is not available for ode_adaptive.")
+        return jnp.zeros((2,), jnp.float32)
+    params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
+    grid = grids.build(opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params)
+    return jnp.asarray(grid.times)
+
+
+def _process_for(name: str, spec: Method, process) -> Process:
+    if not isinstance(process, Process):
+        raise ValueError(f"process must be a jaxdiff Process; got {type(process).__name__}.")
+    if spec.discrete and not isinstance(process, DiscreteSchedule):
+        raise ValueError(
+            f"Method {name!r} needs a DiscreteSchedule (schedules.DiscreteSchedule.from_name"
+            f"); got {type(process).__name__}. Continuous processes: use 'ode_heun', "
+            "'dpm_solver++', 'euler_maruyama', ..."
+        )
+    if not spec.discrete and isinstance(process, DiscreteSchedule):
+        return process.continuous
+    return process
+
+
+def sample(
+    key: PRNGKey,
+    model_fn,
+    process: Process,
+    shape,
+    *,
+    method: str,
+    num_steps: int,
+    kind: str = "score",
+    x_init: Array | None = None,
+    **options: Any,
+) -> tuple[Array, dict]:
+    """Draws samples with the sampler ``method`` (a key of :data:`METHODS`).
+
+    Args:
+      key: PRNG key; x_init (if drawn) uses one half, step k of the loop fold_in(other, k).
+      model_fn: ``(x, t, **cond) -> prediction`` (or ``(prediction, v)`` with
+        ``learned_variance=True``), x (B, ...), t (B,) in [0, 1].
+      process: an SDE or a DiscreteSchedule (required by ddpm/ddim).
+      shape: (B, ...), the shape of the samples.
+      method: the sampler; see docs/samplers.md for the table of methods.
+      num_steps: number of grid intervals (noise levels for annealed_langevin; the first
+        step is span / num_steps for ode_adaptive).
+      kind: what model_fn predicts: "score", "eps", "x0" or "v".
+      x_init: the starting point at t_start, shape ``shape`` (default: a prior draw;
+        required when t_start < 1, e.g. SDEdit).
+      **options: common ones: t_start (1.0), t_end, denoise_final, grid, rho, sigma_min,
+        spacing, return_trajectory, learned_variance, and conditioning (label=,
+        context=, context_mask=) passed to model_fn; plus each method's own
+        (``METHODS[method].options``).
+
+    Returns:
+      ``(samples, info)``: samples of ``shape``; info["nfe"] the number of network calls
+      (int32), with return_trajectory info["trajectory"] (N + 1, *shape) and
+      info["times"] (N + 1,); ode_adaptive adds accepted/rejected/reached_max_steps.
+
+    Raises:
+      ValueError: unknown method or option, invalid option value, num_steps < 1, t_start
+        outside (t_end, 1], shape/batch mismatches, ddpm/ddim without a DiscreteSchedule.
+    """
+    spec = _method(method)
+    opts = _options(method, spec, options)
+    parametrization._check_kind(kind)
+    shape = _check_shape(shape)
+    process = _process_for(method, spec, process)
+    cond = {k: opts.pop(k) for k in COND_KEYS if opts[k] is not None}
+    for k in COND_KEYS:
+        opts.pop(k, None)
+    times = _grid_times(method, spec, process, num_steps, opts)
+    _check_inputs(shape, x_init, cond, opts)
+    for k in _GRID_KEYS:
+        opts.pop(k)
+    opts["num_steps"] = int(num_steps)
+    return _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times)
+
+
+def _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times):
+    model_static, model_dyn = _split_model(model_fn)
+    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if type(v) is float}
+    static_opts = tuple(sorted((k, v) for k, v in opts.items() if type(v) is not float))
+    config = _Config(method, shape, kind, model_static, x_init is not None, static_opts)
+    dyn = {
+        "model": model_dyn,
+        "opts": dynamic_opts,
+        "process": process,
+        "times": times,
+        "key": key,
+        "x_init": None if x_init is None else jnp.asarray(x_init),
+        "cond": {k: jnp.asarray(v) for k, v in cond.items()},
+    }
+    return _run(config, dyn)
+
+
+def encode(
+    model_fn,
+    schedule: DiscreteSchedule,
+    x0: Array,
+    *,
+    num_steps: int,
+    kind: str = "score",
+    spacing: str = "trailing",
+    **cond: Any,
+) -> tuple[Array, dict]:
+    """DDIM inversion (eta = 0 run forward in time): data x0 -> noise at t = 1.
+
+    The grid is the reverse of ``sample(..., method="ddim", num_steps=num_steps,
+    spacing=spacing)``'s, so ``sample(..., x_init=encode(...)[0])`` decodes it back.
+
+    Args:
+      model_fn, kind: as in :func:`sample`.
+      schedule: a DiscreteSchedule.
+      x0: data, shape (B, ...).
+      num_steps: number of DDIM steps.
+      spacing: "leading", "trailing" or "linspace".
+      **cond: conditioning passed to model_fn.
+
+    Returns:
+      ``(x_T, info)`` with x_T shaped like x0 and info["nfe"].
+    """
+    spec = METHODS["ddim"]
+    schedule = _process_for("ddim", spec, schedule)
+    parametrization._check_kind(kind)
+    x0 = jnp.asarray(x0)
+    shape = _check_shape(x0.shape)
+    grid = grids.discrete(schedule, num_steps, spacing=spacing).reversed()
+    _check_inputs(shape, x0, cond, {"t_start": 1.0})
+    opts = {**_options("ddim", spec, {"eta": 0.0}), "t_end": 1.0, "num_steps": int(num_steps)}
+    for k in _GRID_KEYS + COND_KEYS:
+        opts.pop(k)
+    times = jnp.asarray(grid.times)
+    key = jax.random.key(0)  # unused: eta = 0 draws no noise
+    return _call("ddim", spec, key, model_fn, schedule, shape, kind, x0, cond, opts, times)
