@@ -30,5 +30,5 @@ def get_config(arg=None):
         c.model.options.update(ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=())
         c.data.batch_size = 64
         c.optim.update(lr=2e-3, warmup_steps=100, ema_decays=(0.99,))
-        c.train.update(num_steps=1_000, sample_every=250, checkpoint_every=100)
+        c.train.update(num_steps=1_000, sample_every=500, checkpoint_every=100)
     return base.smoke(c, **base.SMOKE_UNET) if arg == "smoke" else c

@@ -22,6 +22,6 @@ def get_config(arg=None):
     c.process.update(kind="schedule", name="cosine", params=dict(num_steps=1000))
     c.loss.name = "eps"
     c.optim.update(lr=2e-3, warmup_steps=100, ema_decays=(0.995,), ema_warmup=True)
-    c.train.update(num_steps=1_500, log_every=50, checkpoint_every=500, sample_every=500)
+    c.train.update(num_steps=1_000, log_every=50, checkpoint_every=250, sample_every=500)
     c.sample.update(method="ddim", num_steps=50, num_samples=100)
     return base.smoke(c, **base.SMOKE_UNET) if arg == "smoke" else c

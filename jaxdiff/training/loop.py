@@ -65,7 +65,8 @@ def draw_samples(config, sample_fn, state, step, workdir, writer):
     """Samples with the first EMA (or the raw params) and writes a PNG grid."""
     params = next(iter(state.ema.values())) if state.ema else state.params
     labels = components.sample_labels(config, config.sample.num_samples)
-    images = sample_fn(params, jax.random.fold_in(state.root_key, -1), labels)
+    key = jax.random.fold_in(jax.random.key(config.seed), 2)  # 0: init, 1: root, 2: samples
+    images = sample_fn(params, key, labels)
     if jax.process_index() == 0:
         path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
         writer.image(step, "samples", summaries.save_grid(np.asarray(images), path))
@@ -118,11 +119,11 @@ def train(config, workdir: str):
             bar.set_postfix(loss=f"{loss:.4f}")
             if step % tc.log_every == 0 or step == tc.num_steps:
                 writer.scalars(step, metrics)
-            if tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps):
-                draw_samples(config, sample_fn, state, step, workdir, writer)
             preempted = stop.is_set()
             if step % tc.checkpoint_every == 0 or step == tc.num_steps or preempted:
                 ckpt.save(step, state, iterator, meta, force=preempted)
+            if tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps):
+                draw_samples(config, sample_fn, state, step, workdir, writer)
             if step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
             if preempted:
