@@ -73,8 +73,8 @@ class VPSDE(Process):
 
 
 @flax.struct.dataclass
-class SubVPSDE(Process):
-    """Sub-VP SDE (Song et al. 2021): the VP drift with a smaller diffusion.
+class SubVPSDE(VPSDE):
+    """Sub-VP SDE (Song et al. 2021): the VP drift (and scale) with a smaller diffusion.
 
     .. math::
 
@@ -87,21 +87,11 @@ class SubVPSDE(Process):
       beta_max: beta(1), >= beta_min.
     """
 
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-
-    def __post_init__(self):
-        _check_betas(self.beta_min, self.beta_max)
-
-    def scale(self, t: Array) -> Array:
-        return jnp.exp(_vp_log_scale(t, self.beta_min, self.beta_max))
+    def variance(self, t: Array) -> Array:
+        return jnp.square(self.sigma(t))
 
     def sigma(self, t: Array) -> Array:
         return -jnp.expm1(2.0 * _vp_log_scale(t, self.beta_min, self.beta_max))
-
-    @property
-    def prior_std(self) -> float:
-        return 1.0
 
 
 @flax.struct.dataclass
