@@ -1,0 +1,188 @@
+"""Config -> objects: the process, network, loss, optimiser, data and sampler of a run.
+
+The training loop and the sampling command read the config only through these builders,
+which hand every module plain constructor arguments.
+"""
+
+import jax.numpy as jnp
+import ml_collections
+
+from jaxdiff import schedules, sdes
+from jaxdiff.data import pipeline, sources
+from jaxdiff.training import optim
+from jaxdiff.training import step as step_lib
+
+
+def _schedule(name, **params):
+    return schedules.DiscreteSchedule.from_name(name, **params)
+
+
+PROCESSES = {"schedule": _schedule, "sde": sdes.from_name}
+
+
+def build_process(config: ml_collections.ConfigDict):
+    """The process: a discrete schedule ("schedule") or a continuous SDE ("sde")."""
+    kind = config.process.kind
+    if kind not in PROCESSES:
+        raise ValueError(f"Unknown process kind {kind!r}; valid kinds: {sorted(PROCESSES)}.")
+    return PROCESSES[kind](config.process.name, **config.process.params.to_dict())
+
+
+def num_classes(config) -> int | None:
+    """The number of classes of a conditional model, None when unconditional."""
+    return config.model.num_classes or None
+
+
+def build_model(config):
+    """The Flax network from ``models.create(name, **overrides)``."""
+    from jaxdiff import models
+
+    overrides = dict(config.model.options.to_dict())
+    overrides.update(num_classes=config.model.num_classes, dtype=getattr(jnp, config.model.dtype))
+    if config.model.learn_sigma:
+        overrides["learn_sigma"] = True
+    return models.create(config.model.name, **overrides)
+
+
+def build_loss(config, process):
+    """``losses.make_loss(name, process, **options)``."""
+    from jaxdiff import losses
+
+    return losses.make_loss(config.loss.name, process, **config.loss.options.to_dict())
+
+
+def build_importance(config, process):
+    """``(state, (sample_fn, update_fn))`` for importance sampling of t, or ``(None, None)``."""
+    if not config.loss.importance_bins:
+        return None, None
+    from jaxdiff import losses
+
+    st = losses.importance_init(
+        config.loss.importance_bins, config.loss.importance_history, process=process
+    )
+    return st, (losses.importance_sample, losses.importance_update)
+
+
+def build_optimizer(config):
+    o = config.optim
+    return optim.make_optimizer(
+        o.name,
+        o.lr,
+        warmup_steps=o.warmup_steps,
+        clip_norm=o.clip_norm,
+        b1=o.b1,
+        b2=o.b2,
+        eps=o.eps,
+        weight_decay=o.weight_decay,
+    )
+
+
+def build_source(config, split: str | None = None):
+    d = config.data
+    return sources.build(
+        d.source, name=d.name, split=split or d.split, data_dir=d.data_dir or None, path=d.path
+    )
+
+
+def build_dataset(config, shard_index: int = 0, shard_count: int = 1):
+    """This host's infinite, checkpointable batch stream."""
+    d = config.data
+    return pipeline.make_dataset(
+        build_source(config),
+        d.batch_size,
+        config.seed,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        flip=d.flip,
+        use_labels=bool(config.model.num_classes),
+        num_threads=d.num_threads,
+    )
+
+
+def example_shape(config, batch: int) -> tuple[int, ...]:
+    d = config.data
+    return (batch, d.image_size, d.image_size, d.channels)
+
+
+def make_train_step(config, net, process):
+    """The pure train step and the initial importance-sampling state."""
+    imp_state, imp_fns = build_importance(config, process)
+    fn = step_lib.make_train_step(
+        net.apply,
+        build_loss(config, process),
+        build_optimizer(config),
+        process,
+        ema_decays=tuple(config.optim.ema_decays),
+        ema_warmup=config.optim.ema_warmup,
+        noise_level=config.loss.noise_level,
+        split_output=config.model.learn_sigma,
+        num_classes=num_classes(config),
+        label_dropout=config.loss.label_dropout,
+        grad_accum=config.optim.grad_accum,
+        importance=imp_fns,
+    )
+    return fn, imp_state
+
+
+def init_params(config, net, key):
+    """Initial parameters of the network (B = 1 dummy inputs)."""
+    x = jnp.zeros(example_shape(config, 1), jnp.float32)
+    cond = {"label": jnp.zeros((1,), jnp.int32)} if num_classes(config) else {}
+    return net.init({"params": key}, x, jnp.zeros((1,)), train=False, **cond)["params"]
+
+
+def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):
+    """``sample(params, key, labels) -> images (N, H, W, C)`` with the configured sampler.
+
+    Pixel samples are clipped to [-1, 1]; latents are returned as they are.
+
+    Args:
+      config: the run's config (``config.sample`` holds the defaults).
+      net: the network.
+      process: the process it was trained with.
+      method, num_steps, guidance: override ``config.sample``'s values.
+      **options: passed to ``samplers.sample``.
+    """
+    from jaxdiff import guidance as guidance_lib
+    from jaxdiff import samplers
+
+    s = config.sample
+    method = method or s.method
+    num_steps = num_steps or s.num_steps
+    w = s.guidance if guidance is None else guidance
+    options = {**s.options.to_dict(), **options}
+    learned = config.model.learn_sigma
+    if learned:
+        options["learned_variance"] = True
+
+    def sample(params, key, labels=None):
+        model_fn = step_lib.make_model_fn(
+            net.apply, params, process, config.loss.noise_level, split_output=learned
+        )
+        cond = {}
+        if num_classes(config):
+            if w:
+                model_fn = guidance_lib.cfg(model_fn, w, num_classes(config))
+            cond["label"] = labels
+        shape = example_shape(config, labels.shape[0] if labels is not None else s.num_samples)
+        x, _ = samplers.sample(
+            key,
+            model_fn,
+            process,
+            shape,
+            method=method,
+            num_steps=num_steps,
+            kind=s.kind,
+            **options,
+            **cond,
+        )
+        return x if config.data.source == "latents" else jnp.clip(x, -1.0, 1.0)
+
+    return sample
+
+
+def sample_labels(config, n: int):
+    """Labels 0, 1, ..., 9, 0, ... for a conditional model's grid (None if unconditional)."""
+    if not num_classes(config):
+        return None
+    return jnp.arange(n, dtype=jnp.int32) % num_classes(config)

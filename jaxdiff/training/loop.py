@@ -1,0 +1,136 @@
+"""The training loop: the only reader of the config during a run.
+
+``train(config, workdir)`` builds the run, resumes from the newest checkpoint in
+``workdir/checkpoints`` (or starts fresh), steps the jitted ``train_step`` over a mesh of all
+devices, logs, draws sample grids to ``workdir/samples/``, checkpoints, and stops cleanly on
+SIGTERM or with a clear error on a non-finite loss.
+"""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from jaxdiff.training import checkpoint as ckpt_lib
+from jaxdiff.training import components, summaries
+from jaxdiff.training import state as state_lib
+from jaxdiff.training import step as step_lib
+
+# Testing hook: the process SIGKILLs itself right after this step (a deterministic kill -9).
+KILL_ENV = "JAXDIFF_TEST_KILL_AT_STEP"
+
+
+class NonFiniteLossError(ValueError):
+    """Raised when the loss stops being finite."""
+
+
+def check_workdir(workdir: str) -> None:
+    """Creates ``workdir`` and raises ValueError if it cannot be written."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create workdir {workdir!r}: {e.strerror}.") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {workdir!r} is not writable; choose another --workdir.")
+
+
+def init_state(config, net, mesh, imp_state):
+    """A jitted, replicated initial state, and its abstract form (for restores)."""
+    key = jax.random.key(config.seed)
+    tx = components.build_optimizer(config)
+
+    def create():
+        params = components.init_params(config, net, jax.random.fold_in(key, 0))
+        return state_lib.create(params, tx, config.optim.ema_decays, config.seed, imp_state)
+
+    rep = state_lib.replicated(mesh)
+    return jax.jit(create, out_shardings=rep), state_lib.abstract(jax.eval_shape(create), rep)
+
+
+def restore_or_init(config, ckpt, create, abstract, iterator):
+    """Resumes from the latest checkpoint (checking it belongs to this config) or inits."""
+    step = ckpt.latest_step()
+    if step is None:
+        return create()
+    current = json.loads(json.dumps(config.to_dict()))
+    ckpt_lib.check_compatible(ckpt.read_meta(step).get("config", {}), current, ckpt.directory)
+    state, _ = ckpt.restore(step, abstract, iterator)
+    return state
+
+
+def draw_samples(config, sample_fn, state, step, workdir, writer):
+    """Samples with the first EMA (or the raw params) and writes a PNG grid."""
+    params = next(iter(state.ema.values())) if state.ema else state.params
+    labels = components.sample_labels(config, config.sample.num_samples)
+    key = jax.random.fold_in(jax.random.key(config.seed), 2)  # 0: init, 1: root, 2: samples
+    images = sample_fn(params, key, labels)
+    if jax.process_index() == 0:
+        path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
+        writer.image(step, "samples", summaries.save_grid(np.asarray(images), path))
+
+
+def train(config, workdir: str):
+    """Trains (or resumes) a run described by ``config`` in ``workdir``; returns the state.
+
+    Raises:
+      ValueError: on bad input (with a one-line message) or a non-finite loss.
+    """
+    check_workdir(workdir)
+    mesh = state_lib.make_mesh()
+    state_lib.check_batch_size(config.data.batch_size, mesh)
+    process, net = components.build_process(config), components.build_model(config)
+    step_fn, imp_state = components.make_train_step(config, net, process)
+    step_fn = step_lib.jit_train_step(step_fn, mesh)
+    iterator = iter(components.build_dataset(config, jax.process_index(), jax.process_count()))
+    tc = config.train
+    ckpt = ckpt_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        tc.keep_last,
+        tc.keep_every,
+        async_save=tc.async_checkpoint,
+    )
+    state = restore_or_init(config, ckpt, *init_state(config, net, mesh, imp_state), iterator)
+    rep = state_lib.replicated(mesh)
+    sample_fn = jax.jit(components.make_sampler(config, net, process), out_shardings=rep)
+    writer = summaries.Writer(workdir, enabled=jax.process_index() == 0)
+    meta = {"config": json.loads(json.dumps(config.to_dict()))}
+    stop, kill_at = ckpt_lib.install_sigterm_handler(), int(os.environ.get(KILL_ENV, -1))
+    start = int(state.step)
+    bar = tqdm(
+        total=tc.num_steps,
+        initial=start,
+        unit="step",
+        disable=not tc.progress or jax.process_index() != 0,
+    )
+    try:
+        for step in range(start + 1, tc.num_steps + 1):
+            batch = state_lib.global_batch(next(iterator), mesh)
+            state, metrics = step_fn(state, batch)
+            loss = float(metrics["loss"])
+            if not np.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss} at step {step}; stopped without saving. Last good "
+                    f"checkpoint: step {ckpt.latest_step()} in {ckpt.directory}."
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if step % tc.log_every == 0 or step == tc.num_steps:
+                writer.scalars(step, metrics)
+            preempted = stop.is_set()
+            if step % tc.checkpoint_every == 0 or step == tc.num_steps or preempted:
+                ckpt.save(step, state, iterator, meta, force=preempted)
+            if tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps):
+                draw_samples(config, sample_fn, state, step, workdir, writer)
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if preempted:
+                bar.write(f"SIGTERM: saved step {step} in {ckpt.directory}; exiting.")
+                break
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    return state

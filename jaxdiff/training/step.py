@@ -1,0 +1,211 @@
+"""The pure training step and the adapter that turns a network into a model function.
+
+``make_train_step`` returns ``train_step(state, batch) -> (state, metrics)``: per-step keys
+``fold_in(root, step)``, label dropout for classifier-free guidance, optional importance
+sampling of t and gradient accumulation, one optimiser update, the parameter EMAs.
+``jit_train_step`` compiles it with the state donated and replicated over the mesh.
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdiff.training import optim
+from jaxdiff.training import state as state_lib
+
+
+def _t_times_1000(process, t):
+    return 1000.0 * t
+
+
+def _log_snr(process, t):
+    return process.log_snr(t)
+
+
+def _identity(process, t):
+    return t
+
+
+# How the network's ``noise_level`` input is computed from t in [0, 1]. "t1000" matches
+# DDPM-style networks (timestep embedding of 1000 t); "log_snr" suits continuous processes
+# whose t-scale means little (VE); "t" passes t through.
+NOISE_LEVELS = {"t1000": _t_times_1000, "log_snr": _log_snr, "t": _identity}
+
+
+def noise_level_fn(name: str) -> Callable:
+    """Returns ``f(process, t) -> noise_level`` (B,) from :data:`NOISE_LEVELS`.
+
+    Raises:
+      ValueError: for an unknown name, listing the valid ones.
+    """
+    if name not in NOISE_LEVELS:
+        raise ValueError(f"Unknown noise_level {name!r}; valid names: {sorted(NOISE_LEVELS)}.")
+    return NOISE_LEVELS[name]
+
+
+def make_model_fn(
+    apply_fn,
+    params,
+    process,
+    noise_level: str = "t1000",
+    *,
+    split_output=False,
+    train=False,
+    dropout_key=None,
+):
+    """Wraps ``net.apply`` as ``model_fn(x, t, **cond) -> prediction``.
+
+    Args:
+      apply_fn: ``net.apply``.
+      params: the network's parameters.
+      process: the diffusion process (for noise levels such as log-SNR).
+      noise_level: a key of :data:`NOISE_LEVELS`.
+      split_output: the network predicts 2C channels (learned variance): return
+        ``(prediction, v)`` split on the last axis, as the hybrid loss and samplers expect.
+      train: run the network in training mode (dropout on, needs ``dropout_key``).
+      dropout_key: PRNG key for dropout.
+
+    Returns:
+      ``model_fn(x, t, **cond)``; x (B, H, W, C), t (B,) in [0, 1].
+    """
+    level = noise_level_fn(noise_level)
+
+    def model_fn(x, t, **cond):
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+        rngs = {"dropout": dropout_key} if train else {}
+        out = apply_fn({"params": params}, x, level(process, t), train=train, rngs=rngs, **cond)
+        if split_output:
+            return out[..., : x.shape[-1]], out[..., x.shape[-1] :]
+        return out
+
+    return model_fn
+
+
+def drop_labels(key, labels, p: float, null_label: int):
+    """Replaces each label by ``null_label`` with probability p (classifier-free guidance)."""
+    return jnp.where(jax.random.uniform(key, labels.shape) < p, null_label, labels)
+
+
+def make_train_step(
+    apply_fn,
+    loss_fn,
+    tx: optax.GradientTransformation,
+    process,
+    *,
+    ema_decays: Sequence[float] = (),
+    ema_warmup: bool = False,
+    noise_level: str = "t1000",
+    split_output: bool = False,
+    num_classes: int | None = None,
+    label_dropout: float = 0.0,
+    grad_accum: int = 1,
+    importance=None,
+) -> Callable:
+    """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
+
+    Args:
+      apply_fn: ``net.apply``.
+      loss_fn: ``loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond)`` ->
+        ``(mean_loss, metrics)`` (``losses.make_loss``).
+      tx: the optimiser.
+      process: the diffusion process.
+      ema_decays: EMA decay rates kept in ``state.ema``.
+      ema_warmup: see ``optim.ema_update``.
+      noise_level, split_output: see :func:`make_model_fn`.
+      num_classes: class-conditional when set; the batch then holds "label" (B,).
+      label_dropout: probability of replacing a label by the null label ``num_classes``.
+      grad_accum: split the batch into this many micro-batches and sum their gradients.
+      importance: ``(sample_fn, update_fn)`` of the losses module's importance sampling of
+        t, with the state in ``state.importance``; None samples t inside the loss.
+
+    Returns:
+      ``train_step``; metrics: "loss" (mean over the batch), "grad_norm".
+    """
+
+    def micro_loss(params, key, batch, t, w):
+        k_loss, k_drop, k_label = jax.random.split(key, 3)
+        cond = {}
+        if num_classes is not None:
+            cond["label"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
+        model_fn = make_model_fn(
+            apply_fn,
+            params,
+            process,
+            noise_level,
+            split_output=split_output,
+            train=True,
+            dropout_key=k_drop,
+        )
+        loss, metrics = loss_fn(model_fn, k_loss, batch["image"], t=t, t_weights=w, **cond)
+        return loss, metrics
+
+    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+    def train_step(state: state_lib.TrainState, batch: dict):
+        key = jax.random.fold_in(state.root_key, state.step)
+        k_t, k_step = jax.random.split(key)
+        t = w = None
+        if importance is not None:
+            t, w = importance[0](state.importance, k_t, batch["image"].shape[0])
+        if grad_accum == 1:
+            (loss, metrics), grads = grad_fn(state.params, k_step, batch, t, w)
+            per_example, t_used = metrics["loss_per_example"], metrics["t"]
+        else:
+            loss, grads, per_example, t_used = _accumulate(
+                grad_fn, state.params, k_step, batch, t, w, grad_accum
+            )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = optim.ema_update(state.ema, params, ema_decays, state.step, ema_warmup)
+        imp = state.importance
+        if importance is not None:
+            imp = importance[1](imp, t_used, per_example)
+        new = state.replace(
+            step=state.step + 1, params=params, ema=ema, opt_state=opt_state, importance=imp
+        )
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+    return train_step
+
+
+def _accumulate(grad_fn, params, key, batch, t, w, k):
+    """Mean loss and gradient over k equal micro-batches (a ``lax.scan``)."""
+    b = batch["image"].shape[0]
+    if b % k:
+        raise ValueError(f"batch size {b} is not divisible by grad_accum={k}.")
+
+    def split(x):
+        return None if x is None else x.reshape((k, b // k) + x.shape[1:])
+
+    micro = jax.tree.map(split, batch)
+    ts, ws = split(t), split(w)
+
+    def body(carry, i):
+        mb = jax.tree.map(lambda x: x[i], micro)
+        (loss, metrics), grads = grad_fn(
+            params,
+            jax.random.fold_in(key, i),
+            mb,
+            None if ts is None else ts[i],
+            None if ws is None else ws[i],
+        )
+        acc = jax.tree.map(jnp.add, carry, (loss, grads))
+        return acc, (metrics["loss_per_example"], metrics["t"])
+
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    (loss, grads), (per_example, t_used) = jax.lax.scan(body, zeros, jnp.arange(k))
+    grads = jax.tree.map(lambda g: g / k, grads)
+    return loss / k, grads, per_example.reshape(b), t_used.reshape(b)
+
+
+def jit_train_step(train_step: Callable, mesh) -> Callable:
+    """Compiles ``train_step`` with the state donated and replicated, the batch sharded."""
+    rep = state_lib.replicated(mesh)
+    return jax.jit(
+        train_step,
+        in_shardings=(rep, state_lib.batch_sharded(mesh)),
+        out_shardings=(rep, rep),
+        donate_argnums=0,
+    )
