@@ -171,7 +171,7 @@ def dsm_loss(
     parametrization._check_kind(kind)
     _check_choice("weighting", weighting, DSM_WEIGHTINGS)
     _check_choice("reduction", reduce, REDUCTIONS)
-    sample_unit(jax.random.key(0), 1, time_sampler)  # validates the name
+    _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
 
     def loss_fn(model_fn: ModelFn, key: PRNGKey, x0: Array, *, t=None, t_weights=None, **cond):
         key_t, key_noise = jax.random.split(key)
@@ -200,7 +200,7 @@ def _regression_loss(target_kind: str, default_kind: str):
     ) -> LossFn:
         _check_process(process, target_kind)
         parametrization._check_kind(kind)
-        sample_unit(jax.random.key(0), 1, time_sampler)
+        _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
 
         def loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond):
             key_t, key_noise = jax.random.split(key)
@@ -266,7 +266,7 @@ def edm_loss(
       ``loss_fn``; its ``t`` argument and ``metrics["t"]`` are the noise levels sigma (B,).
     """
     del process
-    sample_unit(jax.random.key(0), 1, time_sampler)
+    _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
     if not (p_std > 0 and sigma_data > 0):
         raise ValueError(f"Need p_std > 0 and sigma_data > 0; got {p_std=}, {sigma_data=}.")
 
@@ -421,7 +421,7 @@ def hybrid_loss(
     """
     _check_process(process, "hybrid", DiscreteSchedule)
     parametrization._check_kind(kind)
-    sample_unit(jax.random.key(0), 1, time_sampler)
+    _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
 
     def loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond):
         key_t, key_noise = jax.random.split(key)

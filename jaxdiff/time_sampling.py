@@ -67,8 +67,17 @@ def _check_t_min(t_min: float) -> None:
 
 
 def unit_to_time(u: Array, process, t_min: float = 1e-3) -> Array:
-    """Maps u in [0, 1) to t: the grid (floor(u N) + 1) / N of a DiscreteSchedule, else
-    t_min + (1 - t_min) u. Returns an array shaped like ``u``."""
+    """Maps u in [0, 1) to training times.
+
+    Args:
+      u: uniform draws in [0, 1), any shape.
+      process: a DiscreteSchedule gives its grid (floor(u N) + 1) / N; anything else
+        gives t_min + (1 - t_min) u.
+      t_min: smallest time for continuous processes.
+
+    Returns:
+      t, float32, shaped like ``u``.
+    """
     if isinstance(process, DiscreteSchedule):
         n = process.num_steps
         i = jnp.minimum(jnp.floor(u * n).astype(jnp.int32), n - 1)

@@ -168,3 +168,44 @@ def test_models_never_import_processes_or_samplers():
             else:
                 continue
             assert not names & forbidden, (path.name, names & forbidden)
+
+
+def test_parameters_stay_float32_under_bfloat16_compute():
+    for name, shape in (("unet_8x8", (1, 8, 8, 1)), ("dit_28x28", (1, 8, 8, 1))):
+        variables = abstract_init(models.create(name, dtype=jnp.bfloat16), shape)
+        assert {a.dtype for a in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.parametrize("name", ["unet_28x28", "dit_28x28"])
+def test_class_table_has_a_null_row(name):
+    net = models.create(name, num_classes=10)
+    variables = abstract_init(net, (2, 28, 28, 1), label=jax.ShapeDtypeStruct((2,), jnp.int32))
+    assert variables["params"]["label_emb"]["table"]["embedding"].shape[0] == 11
+
+
+def test_context_adds_cross_attention_layers_only_when_asked():
+    ctx = dict(context=jnp.zeros((1, 3, 5)), context_mask=jnp.ones((1, 3), bool))
+    with_ctx = abstract_init(models.create("unet_8x8", context_dim=5), (1, 8, 8, 1), **ctx)
+    without = abstract_init(models.create("unet_8x8"), (1, 8, 8, 1))
+    assert "cross" in with_ctx["params"]["mid_attn"]
+    assert "cross" not in without["params"]["mid_attn"]
+    dit_ctx = abstract_init(models.create("dit_28x28", context_dim=5), (1, 8, 8, 1), **ctx)
+    assert dit_ctx["params"]["block0"]["cross"]["k"]["kernel"].shape == (5, 128)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(embedding="learned"), "unet_8x8: unknown embedding 'learned'; valid"),
+        (dict(down_padding="VALID"), "unet_8x8: down_padding must be SAME or SYMMETRIC"),
+        (dict(head_dim=24), "unet_8x8: 32 channels not divisible by head_dim=24"),
+    ],
+)
+def test_bad_unet_fields(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        abstract_init(models.create("unet_8x8", **overrides), (1, 8, 8, 1))
+
+
+def test_bad_dit_width():
+    with pytest.raises(ValueError, match="dit_28x28: hidden=130 must be divisible by num_heads=4"):
+        abstract_init(models.create("dit_28x28", hidden=130), (1, 8, 8, 1))

@@ -134,6 +134,11 @@ def test_padded_context_tokens_are_ignored(case):
     assert rel_l2(fn(variables, x, s, dict(cond, context=real_changed)), base) > 1e-3
     no_mask = fn(variables, x, s, dict(cond, context_mask=jnp.ones_like(mask)))
     assert rel_l2(no_mask, base) > 1e-3
+    # An empty context (all tokens padded, e.g. a null prompt) is ignored entirely.
+    empty = jnp.zeros_like(mask)
+    a = fn(variables, x, s, dict(cond, context_mask=empty))
+    b = fn(variables, x, s, dict(cond, context=noise, context_mask=empty))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_conditioning_errors_name_the_preset():
@@ -168,9 +173,16 @@ def test_dropout_is_random_in_training_and_off_in_eval():
     np.testing.assert_allclose(run(variables, jax.random.key(1), False), eval_out, atol=1e-5)
 
 
-def test_remat_gives_the_same_gradients():
+@pytest.mark.parametrize(
+    "name, small",
+    [
+        ("unet_8x8", dict(ch_mult=(1,), attn_resolutions=(8,), dropout=0.1)),
+        ("dit_28x28", dict(depth=2)),
+    ],
+)
+def test_remat_gives_the_same_gradients(name, small):
     x, s = jax.random.normal(jax.random.key(0), (2, 8, 8, 1)), jnp.ones((2,))
-    nets = [models.create("unet_8x8", remat=r, dropout=0.1) for r in (False, True)]
+    nets = [models.create(name, remat=r, **small) for r in (False, True)]
     variables = random_params(nets[0], x, s)
 
     def grad(net):

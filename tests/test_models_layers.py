@@ -43,7 +43,8 @@ def test_fourier_embedding_is_fixed_random_features():
 
 
 def test_sincos_position_embedding_matches_diffusers():
-    from diffusers.models.embeddings import get_2d_sincos_pos_embed
+    embeddings = pytest.importorskip("diffusers.models.embeddings")
+    get_2d_sincos_pos_embed = embeddings.get_2d_sincos_pos_embed
 
     ref = get_2d_sincos_pos_embed(32, 6, base_size=6, output_type="np")
     np.testing.assert_allclose(dit.sincos_pos_embed(32, 6, 6), ref, rtol=1e-6, atol=1e-6)
@@ -98,6 +99,11 @@ def test_attention_matches_naive_softmax_with_mask():
     weights /= weights.sum(-1, keepdims=True)
     ref = np.einsum("bnts,bsnh->btnh", weights, v)
     np.testing.assert_allclose(layers.attention(q, k, v, jnp.asarray(mask)), ref, atol=1e-5)
+    empty = mask.copy()
+    empty[1] = False  # an empty context contributes nothing
+    out = layers.attention(q, k, v, jnp.asarray(empty))
+    np.testing.assert_allclose(out[0], ref[0], atol=1e-5)
+    np.testing.assert_array_equal(out[1], 0.0)
 
 
 def test_drop_labels_rate_and_errors():
@@ -181,3 +187,28 @@ def test_precondition_wraps_a_real_backbone():
     bad = models.Precondition(models.create("unet_8x8", learn_sigma=True))
     with pytest.raises(ValueError, match="learn_sigma=False"):
         jax.eval_shape(lambda: bad.init(jax.random.key(1), x, 1.0))
+
+
+def test_v_and_score_coefficients_in_closed_form():
+    sd, s = 0.5, np.asarray(SIGMA, np.float64)
+    r = np.sqrt(s**2 + sd**2)
+    # v = a eps - b x0 (unit frame): x0 = a x_in - b v, so D = sd^2/r^2 x - sd s / r F.
+    c_skip, c_out, _, _ = precondition.coefficients(SIGMA, "v", sd)
+    np.testing.assert_allclose(c_skip, sd**2 / r**2, rtol=1e-5)
+    np.testing.assert_allclose(c_out, -sd * s / r, rtol=1e-5)
+    # score = -eps / b: x0 = (x_in + b^2 F) / a, so D = x + s^2 F (Tweedie's formula).
+    c_skip, c_out, _, _ = precondition.coefficients(SIGMA, "score", sd)
+    np.testing.assert_allclose(c_skip, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(c_out, s**2 / r, rtol=1e-5)
+    with pytest.raises(ValueError, match="sigma_data must be > 0; got sigma_data=0.0"):
+        precondition.coefficients(SIGMA, "v", 0.0)
+
+
+def test_layer_errors():
+    with pytest.raises(ValueError, match="needs dim % 4 == 0; got dim=6"):
+        dit.sincos_pos_embed(6, 2, 2)
+    mha = layers.MultiHeadAttention(num_heads=3)
+    with pytest.raises(ValueError, match="channels 8 not divisible by num_heads=3"):
+        jax.eval_shape(lambda: mha.init(jax.random.key(0), jnp.zeros((1, 2, 8))))
+    with pytest.raises(ValueError, match="num_classes >= 1; got num_classes=0"):
+        conditioning.drop_labels(jax.random.key(0), jnp.zeros((2,), jnp.int32), 0.1, 0)

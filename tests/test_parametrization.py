@@ -44,9 +44,9 @@ def _truths(process, batch=64, dim=8):
     return jnp.asarray(scale * x0 + sigma * eps, jnp.float32), jnp.asarray(t, jnp.float32), truth
 
 
-@jax.jit
 def _all_conversions(truth, x, t, process):
-    """{(a, b): (a converted to b, and back to a)} for every pair of kinds, in one compile."""
+    """{(a, b): (a converted to b, and back to a)} for every pair of kinds (eager: the
+    primitives compile once for all processes, cheaper than one jit per process)."""
     out = {}
     for a, b in PAIRS:
         there = P.convert(truth[a], a, b, x, t, process)

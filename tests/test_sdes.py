@@ -16,6 +16,7 @@ PROCESSES = {
     "ve": sdes.VESDE(sigma_min=SMIN, sigma_max=SMAX),
     "cosine": schedules.DiscreteSchedule.from_name("cosine", 100).continuous,
     "sigmoid": schedules.DiscreteSchedule.from_name("sigmoid", 100).continuous,
+    "zero_snr": schedules.ZeroTerminalSNR(base=sdes.VPSDE(beta_min=BMIN, beta_max=BMAX)),
 }
 
 
@@ -38,8 +39,8 @@ def test_marginal_matches_integrated_moment_odes(name):
     process = PROCESSES[name]
     # VE starts from variance sigma_min^2 at t = 0 (the convention); the others from 0.
     var0 = SMIN**2 if name == "ve" else 0.0
-    # cosine's drift diverges at t = 1 and sigmoid's alpha_bar is clipped at 1e-9 there.
-    t_end = 0.95 if name in ("cosine", "sigmoid") else 1.0
+    # The drifts of cosine and zero-SNR diverge at t = 1; sigmoid's alpha_bar is clipped there.
+    t_end = 0.95 if name in ("cosine", "sigmoid", "zero_snr") else 1.0
     t, mean, std = _integrate_moments(process, t_end, var0)
     scale, sigma = process.marginal(jnp.asarray(t))
     np.testing.assert_allclose(scale, mean, rtol=1e-4, atol=1e-4)

@@ -95,6 +95,9 @@ class DiTBlock(nn.Module):
         return x + gate_m[:, None] * y
 
 
+RematDiTBlock = nn.remat(DiTBlock)
+
+
 class DiT(nn.Module):
     """Diffusion Transformer with adaLN-Zero conditioning.
 
@@ -211,7 +214,7 @@ class DiT(nn.Module):
         tokens = embed(x.astype(self.dtype)).reshape(b, gh * gw, self.hidden)
         tokens = tokens + jnp.asarray(sincos_pos_embed(self.hidden, gh, gw), self.dtype)[None]
         c = self._condition(noise_level, label)
-        block_cls = nn.remat(DiTBlock) if self.remat else DiTBlock
+        block_cls = RematDiTBlock if self.remat else DiTBlock
         for i in range(self.depth):
             block = block_cls(
                 self.hidden, self.num_heads, self.mlp_ratio, self.dtype, name=f"block{i}"

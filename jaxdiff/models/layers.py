@@ -103,7 +103,8 @@ def attention(q: Array, k: Array, v: Array, mask: Array | None = None) -> Array:
       q: (B, T, N, H) queries.
       k: (B, S, N, H) keys.
       v: (B, S, N, H) values.
-      mask: optional (B, S) bool, True for keys that may be attended to.
+      mask: optional (B, S) bool, True for keys that may be attended to. A row with no
+        True entry (an empty context) gives a zero output.
 
     Returns:
       (B, T, N, H) in q's dtype.
@@ -117,9 +118,12 @@ def attention(q: Array, k: Array, v: Array, mask: Array | None = None) -> Array:
         and head_dim <= 128
     )
     bias_mask = None if mask is None else mask[:, None, None, :]
-    return jax.nn.dot_product_attention(
+    out = jax.nn.dot_product_attention(
         q, k, v, mask=bias_mask, implementation="cudnn" if fused else None
     )
+    if mask is not None:  # a fully padded row attends to nothing: zero output, not an average
+        out = jnp.where(jnp.any(mask, axis=-1)[:, None, None, None], out, 0)
+    return out
 
 
 class MultiHeadAttention(nn.Module):

@@ -40,6 +40,8 @@ from jaxdiff.models.layers import (
 from jaxdiff.models.resample import Downsample, Upsample
 
 EMBEDDINGS = ("positional", "fourier")
+# Recomputes the block's activations in the backward pass; `train` (arg 3 after self) static.
+RematResBlock = nn.remat(ResBlock, static_argnums=(3,))
 
 
 class UNet(nn.Module):
@@ -125,7 +127,7 @@ class UNet(nn.Module):
     def _embed(self, noise_level: Array, label: Array | None) -> Array:
         """(B,) noise level (+ label) -> (B, 4 ch) float32 embedding."""
         if self.embedding == "fourier":
-            e = FourierEmbedding(self.ch, self.fourier_scale, name="fourier")(noise_level)
+            e = FourierEmbedding(2 * self.ch, self.fourier_scale, name="fourier")(noise_level)
         else:
             e = sinusoidal_embedding(
                 noise_level,
@@ -160,6 +162,48 @@ class UNet(nn.Module):
             heads, self.num_groups, self.norm_eps, self.skip_rescale, self.dtype, name=name
         )
         return block(h, context, mask)
+
+    def _res(self, h: Array, ch: int, name: str, cond, resample: str | None = None) -> Array:
+        emb, train = cond[:2]
+        block_cls = RematResBlock if self.remat else ResBlock
+        return block_cls(ch, resample=resample, name=name, **self._block_kwargs())(h, emb, train)
+
+    def _resample(self, h: Array, name: str, cond, direction: str) -> Array:
+        """2x down- or up-sampling: a BigGAN block or a (FIR +) conv resampler."""
+        if self.biggan:
+            return self._res(h, h.shape[-1], name, cond, direction)
+        fir_kernel = self.fir_kernel if self.fir else None
+        if direction == "down":
+            return Downsample(fir_kernel, self.down_padding, self.dtype, name=name)(h)
+        return Upsample(fir_kernel, self.dtype, name=name)(h)
+
+    def _down(self, h: Array, cond) -> tuple[Array, list[Array]]:
+        """Down path; returns the lowest-resolution features and the skips."""
+        context, mask = cond[2:]
+        hs = [h]
+        for i, mult in enumerate(self.ch_mult):
+            for j in range(self.num_res_blocks):
+                h = self._res(h, self.ch * mult, f"down{i}_res{j}", cond)
+                if h.shape[1] in self.attn_resolutions:
+                    h = self._attn(h, f"down{i}_attn{j}", context, mask)
+                hs.append(h)
+            if i != len(self.ch_mult) - 1:
+                h = self._resample(h, f"down{i}_sample", cond, "down")
+                hs.append(h)
+        return h, hs
+
+    def _up(self, h: Array, hs: list[Array], cond) -> Array:
+        """Up path, concatenating the skips (consumed from the end of ``hs``)."""
+        context, mask = cond[2:]
+        for i in reversed(range(len(self.ch_mult))):
+            for j in range(self.num_res_blocks + 1):
+                h = jnp.concatenate([h, hs.pop()], -1)
+                h = self._res(h, self.ch * self.ch_mult[i], f"up{i}_res{j}", cond)
+                if h.shape[1] in self.attn_resolutions:
+                    h = self._attn(h, f"up{i}_attn{j}", context, mask)
+            if i != 0:
+                h = self._resample(h, f"up{i}_sample", cond, "up")
+        return h
 
     @nn.compact
     def __call__(
@@ -200,49 +244,15 @@ class UNet(nn.Module):
             context_mask,
         )
         emb = self._embed(noise_level, label)
-        block_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
-        res = lambda c, name, resample=None: (
-            lambda h: block_cls(c, resample=resample, name=name, **self._block_kwargs())(
-                h, emb, train
-            )
-        )
-        fir_kernel = self.fir_kernel if self.fir else None
-        size = x.shape[1]
+        cond = (emb, train, context, context_mask)
         h = nn.Conv(self.ch, (3, 3), padding="SAME", dtype=self.dtype, name="conv_in")(
             x.astype(self.dtype)
         )
-        hs = [h]
-        for i, mult in enumerate(self.ch_mult):
-            for j in range(self.num_res_blocks):
-                h = res(self.ch * mult, f"down{i}_res{j}")(h)
-                if size in self.attn_resolutions:
-                    h = self._attn(h, f"down{i}_attn{j}", context, context_mask)
-                hs.append(h)
-            if i != len(self.ch_mult) - 1:
-                if self.biggan:
-                    h = res(h.shape[-1], f"down{i}_sample", "down")(h)
-                else:
-                    h = Downsample(
-                        fir_kernel, self.down_padding, self.dtype, name=f"down{i}_sample"
-                    )(h)
-                size //= 2
-                hs.append(h)
-        h = res(h.shape[-1], "mid_res0")(h)
+        h, hs = self._down(h, cond)
+        h = self._res(h, h.shape[-1], "mid_res0", cond)
         h = self._attn(h, "mid_attn", context, context_mask)
-        h = res(h.shape[-1], "mid_res1")(h)
-        for i in reversed(range(len(self.ch_mult))):
-            for j in range(self.num_res_blocks + 1):
-                h = res(self.ch * self.ch_mult[i], f"up{i}_res{j}")(
-                    jnp.concatenate([h, hs.pop()], -1)
-                )
-                if size in self.attn_resolutions:
-                    h = self._attn(h, f"up{i}_attn{j}", context, context_mask)
-            if i != 0:
-                if self.biggan:
-                    h = res(h.shape[-1], f"up{i}_sample", "up")(h)
-                else:
-                    h = Upsample(fir_kernel, self.dtype, name=f"up{i}_sample")(h)
-                size *= 2
+        h = self._res(h, h.shape[-1], "mid_res1", cond)
+        h = self._up(h, hs, cond)
         h = nn.silu(group_norm(self.num_groups, self.norm_eps, "norm_out")(h)).astype(self.dtype)
         out_ch = (self.out_channels or x.shape[-1]) * (2 if self.learn_sigma else 1)
         out = nn.Conv(

@@ -140,6 +140,13 @@ def _options(name: str, spec: Method, options: dict) -> dict:
     return opts
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in parametrization.KINDS:
+        raise ValueError(
+            f"Unknown prediction kind {kind!r}; valid kinds: {list(parametrization.KINDS)}."
+        )
+
+
 def _check_shape(shape) -> tuple[int, ...]:
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else shape
     if not (
@@ -218,14 +225,25 @@ def _run(config: _Config, dyn: dict):
     return x, info
 
 
-def _grid_times(name: str, spec: Method, process, num_steps: int, opts: dict):
+def _grid_times(spec: Method, process, num_steps: int, opts: dict):
     if spec.stepper is None:
         grids.check_span(num_steps, opts["t_start"], opts["t_end"])
         if opts["return_trajectory"]:
             raise ValueError("return_trajectory is not available for ode_adaptive.")
         return jnp.zeros((2,), jnp.float32)
     params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
-    grid = grids.build(opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params)
+    # Grids are host data: build them eagerly even when sample() is called under jit.
+    with jax.ensure_compile_time_eval():
+        try:
+            grid = grids.build(
+                opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params
+            )
+        except jax.errors.ConcretizationTypeError as e:
+            raise ValueError(
+                f"The {opts['grid']!r} grid is computed from the process on the host, but the "
+                "process holds traced values (sample() called under jit with a traced "
+                "process): pass a concrete process, or grid='uniform' / 'quadratic'."
+            ) from e
     return jnp.asarray(grid.times)
 
 
@@ -285,13 +303,13 @@ def sample(
     """
     spec = _method(method)
     opts = _options(method, spec, options)
-    parametrization._check_kind(kind)
+    _check_kind(kind)
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
     cond = {k: opts.pop(k) for k in COND_KEYS if opts[k] is not None}
     for k in COND_KEYS:
         opts.pop(k, None)
-    times = _grid_times(method, spec, process, num_steps, opts)
+    times = _grid_times(spec, process, num_steps, opts)
     _check_inputs(shape, x_init, cond, opts)
     for k in _GRID_KEYS:
         opts.pop(k)
@@ -299,10 +317,17 @@ def sample(
     return _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times)
 
 
+def _is_float_option(v) -> bool:
+    """Float options are traced (changing them does not recompile); others are static."""
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        return jnp.issubdtype(v.dtype, jnp.floating)
+    return type(v) is float
+
+
 def _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times):
     model_static, model_dyn = _split_model(model_fn)
-    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if type(v) is float}
-    static_opts = tuple(sorted((k, v) for k, v in opts.items() if type(v) is not float))
+    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if _is_float_option(v)}
+    static_opts = tuple(sorted((k, v) for k, v in opts.items() if not _is_float_option(v)))
     config = _Config(method, shape, kind, model_static, x_init is not None, static_opts)
     dyn = {
         "model": model_dyn,
@@ -344,7 +369,7 @@ def encode(
     """
     spec = METHODS["ddim"]
     schedule = _process_for("ddim", spec, schedule)
-    parametrization._check_kind(kind)
+    _check_kind(kind)
     x0 = jnp.asarray(x0)
     shape = _check_shape(x0.shape)
     grid = grids.discrete(schedule, num_steps, spacing=spacing).reversed()

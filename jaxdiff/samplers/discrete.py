@@ -28,8 +28,8 @@ from jaxdiff.samplers._driver import Stepper
 
 def alpha_bar(schedule, t):
     """alpha_bar at grid times t of a DiscreteSchedule (1 at t = 0), exact lookup."""
-    i = schedule.index(t)
-    return jnp.where(i >= 0, schedule.alphas_cumprod[jnp.maximum(i, 0)], 1.0)
+    at_data = jnp.asarray(t, jnp.float32) * schedule.num_steps < 0.5  # t = 0: before step 0
+    return jnp.where(at_data, 1.0, schedule.alphas_cumprod[schedule.index(t)])
 
 
 def _posterior(ab_t, ab_s):

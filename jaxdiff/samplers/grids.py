@@ -37,6 +37,8 @@ from jaxdiff._types import Array
 from jaxdiff.schedules import DiscreteSchedule
 
 EDM_SIGMA_MIN = 0.002  # Karras et al. (2022), Table 1
+EDM_SIGMA_MAX = 80.0  # ditto; where a degenerate process's edm grid starts (see ``edm``)
+_DEGENERATE_SIGMA_HAT = 1e4  # sigma / scale beyond this: t is unresolvable in float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +183,11 @@ def edm(
     ``sigma_min`` (M = N - 1) and a last step to t_end; otherwise N + 1 rho-spaced levels
     from sigma-hat(t_start) to sigma-hat(t_end) (M = N).
 
+    A process whose sigma-hat(t_start) exceeds 1e4 (the cosine schedule's continuous form
+    at t = 1 has sigma-hat ~ 2e7) is pure noise there and its times near t_start are not
+    resolvable in float32; the grid then starts at sigma-hat = 80 (EDM's sigma_max), i.e.
+    its first time is t(80) < t_start, as EDM starts its VP sampler at sigma_max.
+
     Args:
       process: the process (defines sigma-hat(t)).
       num_steps: N >= 1.
@@ -195,6 +202,8 @@ def edm(
     if not rho > 0:
         raise ValueError(f"rho must be > 0; got rho={rho}.")
     s_max, s_end = _sigma_hat(process, t_start), _sigma_hat(process, t_end)
+    degenerate = s_max > _DEGENERATE_SIGMA_HAT
+    s_max = EDM_SIGMA_MAX if degenerate else s_max
     last = s_end if s_end >= sigma_min else sigma_min
     levels = num_steps + 1 if s_end >= sigma_min else num_steps
     if not s_max > last:
@@ -206,7 +215,7 @@ def edm(
     times = _times_at_log_snr(process, -2.0 * np.log(s)).astype(np.float64)
     if levels == num_steps:
         times = np.append(times, t_end)
-    return _with_ends(times, t_start, t_end)
+    return _with_ends(times, times[0] if degenerate else t_start, t_end)
 
 
 def log_snr(process: Process, num_steps: int, t_start: float = 1.0, t_end: float = 1e-3):

@@ -43,20 +43,21 @@ def _discretized(process, t, s):
 def langevin_correct(net, process, x, t, s, key, snr, n_corrector):
     """score_sde's LangevinCorrector: ``n_corrector`` steps at time t, SNR-set step size.
 
-    step = 2 a^2 (snr ||z|| / ||score||)^2 per example, a^2 = scale(t)^2 / scale(s)^2 (the
-    ``alpha`` of the VP chain, 1 for VE); x <- x + step score + sqrt(2 step) z.
+    step = 2 a^2 (snr mean||z|| / mean||score||)^2 with the norms averaged over the batch
+    (as score_sde: a per-example ratio would make the step depend on the position, which
+    biases unadjusted Langevin), a^2 = scale(t)^2 / scale(s)^2 (the ``alpha`` of the VP
+    chain, 1 for VE); x <- x + step score + sqrt(2 step) z.
 
     Returns:
       x after the corrector, shape (B, ...).
     """
     a, _ = _discretized(process, t, s)
+    norm = lambda v: jnp.mean(jnp.sqrt(jnp.sum(jnp.square(v).reshape(v.shape[0], -1), -1)))
 
     def body(j, x):
         score = net(x, t).score
         z = _normal(key, x, j + 1)
-        flat = lambda v: jnp.sqrt(jnp.sum(jnp.square(v).reshape(v.shape[0], -1), axis=-1))
-        step = 2.0 * jnp.square(a) * jnp.square(snr * flat(z) / flat(score))
-        step = expand_like(step, x)
+        step = 2.0 * jnp.square(a) * jnp.square(snr * norm(z) / norm(score))
         return x + step * score + jnp.sqrt(2.0 * step) * z
 
     return jax.lax.fori_loop(0, n_corrector, body, x)
