@@ -19,6 +19,12 @@ flags.DEFINE_string("method", None, "Sampler (default: the config's sample.metho
 flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).")
 flags.DEFINE_integer("num_samples", 64, "Number of samples.")
 flags.DEFINE_float("guidance", None, "CFG weight w (eps = (1+w) eps(x|y) - w eps(x|null)).")
+flags.DEFINE_enum(
+    "spacing",
+    None,
+    ["leading", "trailing", "linspace"],
+    "Discrete grid spacing (default: the config's sample.options).",
+)
 flags.DEFINE_integer("label", None, "Class of every sample (default: 0, 1, 2, ... cycling).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.")
@@ -72,6 +78,7 @@ def run() -> None:
     if labels is not None and FLAGS.label is not None:
         labels = jnp.full((FLAGS.num_samples,), FLAGS.label, jnp.int32)
     config.sample.num_samples = FLAGS.num_samples
+    options = {"spacing": FLAGS.spacing} if FLAGS.spacing else {}
     sample = components.make_sampler(
         config,
         net,
@@ -79,6 +86,7 @@ def run() -> None:
         method=FLAGS.method,
         num_steps=FLAGS.num_steps,
         guidance=FLAGS.guidance,
+        **options,
     )
     images = np.asarray(jax.jit(sample)(params, jax.random.key(FLAGS.seed), labels))
     if FLAGS.out.endswith(".png"):

@@ -82,3 +82,17 @@ def test_smoke_variant_trains_one_step_on_mock_data(name, tmp_path):
         state = loop.train(config, str(tmp_path / "run"))
     assert int(state.step) == 1
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("name", ["mnist_cfg", "imagenet_dit_xl2"])
+def test_guided_sampler_of_a_conditional_config(name):
+    config = load(name).get_config("smoke")
+    net, process = components.build_model(config), components.build_process(config)
+    params = components.init_params(config, net, jax.random.key(0))
+    sample = jax.jit(components.make_sampler(config, net, process, guidance=2.0))
+    labels = components.sample_labels(config, 4)
+    np.testing.assert_array_equal(labels, [0, 1, 2, 3])
+    x = sample(params, jax.random.key(1), labels)
+    assert x.shape == components.example_shape(config, 4) and jnp.all(jnp.isfinite(x))
+    if config.data.source != "latents":
+        assert jnp.all(jnp.abs(x) <= 1.0)

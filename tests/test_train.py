@@ -44,8 +44,15 @@ def train_cli(workdir, *args, devices=1, env=None, timeout=300, check=True):
 
 
 def load_state(workdir, step):
+    """A checkpoint's state as a dict tree on this process's first device (any topology)."""
+    path = os.path.join(workdir, "checkpoints", str(step), "state")
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     with ocp.StandardCheckpointer() as c:
-        return c.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+        meta = c.metadata(path).item_metadata
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta
+        )
+        return c.restore(path, target)
 
 
 def losses(workdir):

@@ -134,6 +134,8 @@ def init_params(config, net, key):
 def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):
     """``sample(params, key, labels) -> images (N, H, W, C)`` with the configured sampler.
 
+    Pixel samples are clipped to [-1, 1]; latents are returned as they are.
+
     Args:
       config: the run's config (``config.sample`` holds the defaults).
       net: the network.
@@ -141,7 +143,8 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
       method, num_steps, guidance: override ``config.sample``'s values.
       **options: passed to ``samplers.sample``.
     """
-    from jaxdiff import guidance, samplers
+    from jaxdiff import guidance as guidance_lib
+    from jaxdiff import samplers
 
     s = config.sample
     method = method or s.method
@@ -159,7 +162,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
         cond = {}
         if num_classes(config):
             if w:
-                model_fn = guidance.cfg(model_fn, w, num_classes(config))
+                model_fn = guidance_lib.cfg(model_fn, w, num_classes(config))
             cond["label"] = labels
         shape = example_shape(config, labels.shape[0] if labels is not None else s.num_samples)
         x, _ = samplers.sample(
@@ -173,7 +176,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
             **options,
             **cond,
         )
-        return jnp.clip(x, -1.0, 1.0)
+        return x if config.data.source == "latents" else jnp.clip(x, -1.0, 1.0)
 
     return sample
 

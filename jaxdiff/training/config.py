@@ -74,7 +74,10 @@ def base() -> ml_collections.ConfigDict:
         num_samples=64,
         kind="eps",  # what the network predicts (parametrization.KINDS)
         guidance=0.0,  # w in eps = (1 + w) eps(x|y) - w eps(x|null)
-        options=ml_collections.ConfigDict(),
+        # samplers.sample options. "leading" spacing (diffusers' DDIM default) starts a
+        # respaced discrete grid below the last step: a cosine schedule's last alpha_bar is
+        # ~1e-8, and DDIM from there (no x0 clipping) blows small eps errors up to +-1.
+        options=ml_collections.ConfigDict(dict(spacing="leading")),
     )
     return ml_collections.ConfigDict(c)
 
