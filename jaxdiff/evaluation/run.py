@@ -1,0 +1,160 @@
+"""Evaluates a training run: samples in resumable shards, then FID, KID, IS and bits/dim.
+
+Used by ``python -m jaxdiff.evaluate``. Samples are written as ``.npz`` shards under
+``WORKDIR/eval/<tag>/`` (one file per shard, written atomically), so a long run (50,000
+samples for FID) that is interrupted resumes where it stopped; the metrics are written as
+JSON beside them and printed as a table.
+"""
+
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jaxdiff.evaluation import fid as fid_lib
+from jaxdiff.evaluation import inception_score, likelihood
+from jaxdiff.training import components
+
+METRICS = ("fid", "kid", "is", "bpd")
+FEATURES = ("inception", "classifier")
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[-1, 1] floats (N, H, W, C) -> uint8 pixels, rounded as a PNG writer would."""
+    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _write_atomic(path: str, **arrays) -> None:
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def generate_samples(sample_fn, params, out_dir, num_samples, labels_fn, shard_size=500, seed=0):
+    """Draws ``num_samples`` images in shards of ``shard_size``, skipping shards on disk.
+
+    Args:
+      sample_fn: ``(params, key, labels) -> images in [-1, 1]`` (jitted: one compile).
+      params: the network parameters.
+      out_dir: where the shards live (created).
+      num_samples: how many images in all.
+      labels_fn: ``n -> labels (n,)`` or None for an unconditional model.
+      shard_size: images per shard (the batch of one sampler call).
+      seed: shard i uses ``fold_in(key(seed), i)``, so a resumed run draws the same images.
+
+    Returns:
+      uint8 images (num_samples, H, W, C).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    shards = []
+    for i in tqdm.trange(math.ceil(num_samples / shard_size), desc="sampling", unit="shard"):
+        path = os.path.join(out_dir, f"shard_{i:05d}.npz")
+        if not os.path.exists(path):
+            labels = None if labels_fn is None else labels_fn(shard_size)
+            key = jax.random.fold_in(jax.random.key(seed), i)
+            images = to_uint8(sample_fn(params, key, labels))
+            _write_atomic(path, images=images)
+        with np.load(path) as data:
+            shards.append(data["images"])
+    return np.concatenate(shards)[:num_samples]
+
+
+def reference_images(config, count: int, split: str = "test"):
+    """(uint8 images (n, H, W, C), labels (n,)) of the run's data set, n <= count."""
+    source = components.build_source(config, split=split)
+    records = [source[i] for i in range(min(count, len(source)))]
+    images = np.stack([np.asarray(r["image"]) for r in records])
+    return images, np.asarray([r["label"] for r in records], np.int32)
+
+
+def feature_and_logit_fns(features: str, classifier_dir: str | None):
+    """(features_fn, logits_fn or None) over uint8 images, for FID/KID and IS."""
+    if features not in FEATURES:
+        raise ValueError(f"Unknown features {features!r}; valid: {list(FEATURES)}.")
+    if features == "classifier" or classifier_dir:
+        from jaxdiff.evaluation import classifier
+
+        if not classifier_dir:
+            raise ValueError("features='classifier' needs --classifier_dir (a trained classifier).")
+        params, _ = classifier.load_classifier(classifier_dir)
+        logits = classifier.logits_fn(params, (0, 255))
+        feats = classifier.logits_fn(params, (0, 255), features=True)
+        return (feats if features == "classifier" else fid_lib.inception_feature_fn()), logits
+    return fid_lib.inception_feature_fn(), None
+
+
+def sample_metrics(metrics, samples, reference, feature_fn, logits_fn) -> dict:
+    """FID / KID / IS of uint8 ``samples`` against uint8 ``reference`` images."""
+    out = {}
+    if {"fid", "kid"} & set(metrics):
+        f_fake = fid_lib.extract_features(samples, feature_fn, progress=True)
+        f_real = fid_lib.extract_features(reference, feature_fn, progress=True)
+        if "fid" in metrics:
+            out["fid"] = fid_lib.fid_from_features(f_real, f_fake)
+        if "kid" in metrics:
+            out["kid"], out["kid_std"] = fid_lib.kid(f_real, f_fake)
+    if "is" in metrics:
+        if logits_fn is None:
+            raise ValueError("IS needs class logits: pass --classifier_dir.")
+        logits = fid_lib.extract_features(samples, logits_fn)
+        out["is"], out["is_std"] = inception_score.inception_score_from_logits(logits)
+    return out
+
+
+def bits_per_dim(run, images: np.ndarray, labels: np.ndarray, seed: int = 0, batch=64) -> dict:
+    """Mean ODE bits/dim (Hutchinson, dequantised) of test images under the run's model."""
+    process = getattr(run.process, "continuous", run.process)
+    model_fn = run.model_fn()
+    if run.config.model.learn_sigma:
+        model_fn = lambda x, t, _f=model_fn, **c: _f(x, t, **c)[0]
+    conditional = bool(components.num_classes(run.config))
+    kind = run.config.sample.kind
+
+    @jax.jit
+    def bpd(key, x, y):
+        cond = {"label": y} if conditional else {}
+        options = dict(kind=kind, divergence="hutchinson", rtol=1e-4, atol=1e-4)
+        return likelihood.ode_bits_per_dim(key, model_fn, process, x, **options, **cond)[0]
+
+    values = []
+    for i in tqdm.trange(0, len(images) - batch + 1, batch, desc="bits/dim", unit="batch"):
+        key = jax.random.fold_in(jax.random.key(seed), i)
+        values.append(np.asarray(bpd(key, images[i : i + batch], labels[i : i + batch])))
+    values = np.concatenate(values)
+    return {"bpd": float(values.mean()), "bpd_stderr": float(values.std() / math.sqrt(values.size))}
+
+
+def write_report(results: dict, path: str) -> str:
+    """Writes ``results`` as JSON to ``path`` and returns a printable table."""
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    width = max(len(k) for k in results)
+    rows = [
+        f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+        for k, v in sorted(results.items())
+    ]
+    return "\n".join(rows)
+
+
+def check_metrics(names) -> list[str]:
+    """Validates a list of metric names against :data:`METRICS`."""
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ValueError(f"Unknown metrics {bad}; valid metrics: {list(METRICS)}.")
+    return list(names)
+
+
+def tag_for(method: str, num_steps: int, guidance: float, params: str) -> str:
+    """The shard folder name of one sampler setting."""
+    return f"{method}_{num_steps}_w{guidance:g}_{params}"
+
+
+def labels_for(config):
+    """A function n -> cycling class labels for a conditional run (None otherwise)."""
+    if not components.num_classes(config):
+        return None
+    return lambda n: jnp.asarray(components.sample_labels(config, n))
