@@ -40,6 +40,7 @@ setup(
         "tqdm>=4.66",
         "pillow>=10",
         "scikit-learn>=1.3",
+        "scipy>=1.11",
         "tensorboardX>=2.6",
     ],
     extras_require={"test": TEST, "eval": EVAL, "dev": DEV, "notebooks": NOTEBOOKS},

@@ -3,6 +3,7 @@
 The package re-exports its modules only; each module documents its own API.
 """
 
+from jaxdiff import evaluation as evaluation
 from jaxdiff import guidance as guidance
 from jaxdiff import losses as losses
 from jaxdiff import models as models

@@ -8,8 +8,6 @@ images in [-1, 1] (N, H, W, C) and labels. Example::
       --num_samples=64 --guidance=3 --label=7 --out=sevens.png
 """
 
-import os
-
 import numpy as np
 from absl import app, flags, logging
 
@@ -32,30 +30,6 @@ flags.mark_flags_as_required(["workdir", "out"])
 FLAGS = flags.FLAGS
 
 
-def load(workdir: str):
-    """(config, net, process, params) of the newest checkpoint in ``workdir``."""
-    import jax
-    import ml_collections
-
-    from jaxdiff.training import checkpoint, components, loop, state
-
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    step = ckpt.latest_step()
-    if step is None:
-        raise ValueError(f"no checkpoint in {ckpt.directory}; train first (jaxdiff.train).")
-    config = ml_collections.ConfigDict(ckpt.read_meta(step)["config"])
-    process, net = components.build_process(config), components.build_model(config)
-    mesh = state.make_mesh()
-    _, imp = components.make_train_step(config, net, process)
-    _, abstract = loop.init_state(config, net, mesh, imp)
-    restored, _ = ckpt.restore(step, abstract)
-    ckpt.close()
-    params = restored.params
-    if FLAGS.params == "ema" and restored.ema:
-        params = next(iter(restored.ema.values()))
-    return config, net, process, jax.device_get(params)
-
-
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -69,11 +43,12 @@ def run() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxdiff.training import components, summaries
+    from jaxdiff.training import components, restore, summaries
 
     if not FLAGS.out.endswith((".png", ".npz")):
         raise ValueError(f"--out must end in .png or .npz; got {FLAGS.out!r}.")
-    config, net, process, params = load(FLAGS.workdir)
+    run_ = restore.load_run(FLAGS.workdir, FLAGS.params)
+    config, net, process, params = run_.config, run_.net, run_.process, run_.params
     labels = components.sample_labels(config, FLAGS.num_samples)
     if labels is not None and FLAGS.label is not None:
         labels = jnp.full((FLAGS.num_samples,), FLAGS.label, jnp.int32)
