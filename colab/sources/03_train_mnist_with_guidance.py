@@ -117,7 +117,8 @@ def within_class_spread(features, labels):
 
 
 x_test, y_test = classifier.load_split("mnist", "test", DATA_DIR)
-real = (x_test[: 10 * PER_CLASS].astype(np.float32) / 127.5 - 1.0, y_test[: 10 * PER_CLASS])
+pick = np.concatenate([np.flatnonzero(y_test == c)[:PER_CLASS] for c in range(10)])
+real = (x_test[pick].astype(np.float32) / 127.5 - 1.0, y_test[pick])
 real_spread = within_class_spread(np.asarray(features_of(real[0])), real[1])
 rows = []
 for w in WEIGHTS:
