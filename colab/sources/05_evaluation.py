@@ -168,5 +168,12 @@ print(
 )
 
 # %% [markdown]
-# Numbers printed above come from the committed full-size run (1,000 training steps,
-# 500 samples, all 297 held-out digits for bits/dim).
+# From the committed full-size run (1,000 training steps in 566 s on this shared CPU, 500
+# samples, all 297 held-out digits for bits/dim):
+#
+# - the samples' Fréchet distance to the held-out digits is 1.40 (KID 0.089), against 2.14
+#   for 500 real training digits and 46 for noise: at this feature size and sample count
+#   the model is as close to the test digits as real digits are;
+# - the trained model gives 4.97 bits/dim through the ODE and 5.71 through the DDPM bound
+#   (a bound, so higher, as it must be), against 27.7 and 734 for the untrained network;
+# - the page's demo analysis shows the format only (synthetic choices), not a real rating.
