@@ -86,10 +86,11 @@ for w in WEIGHTS:
     sample = jax.jit(components.make_sampler(config, net, process, guidance=w, num_steps=50))
     samples[w] = np.asarray(sample(params, jax.random.key(0), labels))
 
-fig, axes = plt.subplots(len(WEIGHTS), 1, figsize=(10, 1.3 * len(WEIGHTS)))
+fig, axes = plt.subplots(len(WEIGHTS), 1, figsize=(8, 2.6 * len(WEIGHTS)))
 for ax, w in zip(axes, WEIGHTS, strict=True):
     row = samples[w].reshape(10, PER_CLASS, 28, 28)[:, :3]  # 3 of each digit
-    ax.imshow(np.concatenate(np.concatenate(row, axis=1), axis=1), cmap="gray", vmin=-1, vmax=1)
+    grid = row.transpose(1, 2, 0, 3).reshape(3 * 28, 10 * 28)  # digits across, 3 down
+    ax.imshow(grid, cmap="gray", vmin=-1, vmax=1)
     ax.set_title(f"w = {w}", loc="left", fontsize=9)
     ax.axis("off")
 plt.tight_layout()
@@ -122,7 +123,7 @@ def within_class_spread(features, labels):
 
 x_test, y_test = classifier.load_split("mnist", "test", DATA_DIR)
 pick = np.concatenate([np.flatnonzero(y_test == c)[:PER_CLASS] for c in range(10)])
-real = (x_test[pick].astype(np.float32) / 127.5 - 1.0, y_test[pick])
+real = (x_test[pick], y_test[pick])  # load_split gives [-1, 1] floats
 real_spread = within_class_spread(np.asarray(features_of(real[0])), real[1])
 rows = []
 for w in WEIGHTS:
@@ -141,6 +142,10 @@ ax.set(xlabel="diversity (within-class spread / real)", ylabel="class accuracy")
 plt.show()
 
 # %% [markdown]
-# Numbers above come from the committed full-size run (the 1,300-step model, 20 samples
-# per digit and guidance weight, a classifier trained for 300 steps). Guidance buys class
-# fidelity with diversity: read the accuracy and spread of each w in the printed table.
+# From the committed full-size run (the 1,300-step model, 20 samples per digit and guidance
+# weight, a classifier trained for 300 steps to 97.0% test accuracy): the requested digit
+# is recognised in 24% of the samples at w = 0, 39% at w = 1, 57% at w = 3 and 65% at
+# w = 7, while the within-class spread falls from 1.27 to 1.21 times that of real digits.
+# Guidance buys fidelity with diversity. The absolute numbers are low because this
+# 165k-parameter model saw only 1,300 CPU steps (0, 5 and 6 are still poor); the full
+# `configs/mnist_cfg.py` is meant for a GPU.
