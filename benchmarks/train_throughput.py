@@ -51,7 +51,7 @@ def noise_input(t, num_steps: int = NUM_TRAIN_STEPS):
     return jnp.round(t * num_steps) - 1.0
 
 
-def make_jax_step(net, schedule, tx, num_classes: int, dropout: bool):
+def make_jax_step(net, schedule, tx, num_classes: int, dropout: bool, donate: bool = True):
     """The jaxdiff train step: ``step(state, batch) -> (state, loss)``, state donated.
 
     Args:
@@ -60,6 +60,7 @@ def make_jax_step(net, schedule, tx, num_classes: int, dropout: bool):
       tx: an optax optimiser.
       num_classes: > 0 draws random labels (DiT class conditioning).
       dropout: run the network in train mode (dropout active, as diffusers' ``.train()``).
+      donate: donate the state's buffers (updated in place); False for the A/B.
 
     Returns:
       The jitted step; state is ``{"params", "opt_state", "step"}``, batch (B, H, W, C).
@@ -92,7 +93,7 @@ def make_jax_step(net, schedule, tx, num_classes: int, dropout: bool):
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
 
-    return jax.jit(step, donate_argnums=0)
+    return jax.jit(step, donate_argnums=0 if donate else ())
 
 
 def make_torch_step(model, batch: int, shape, num_classes: int, opts: dict):
@@ -163,21 +164,26 @@ def build_pair(preset: str, dtype):
     return model, net, variables, shape, 1000, False
 
 
-def jax_side(net, variables, shape, batch, num_classes, dropout):
-    """Compiles the jaxdiff step; returns (run(k) blocking, compile seconds, cost dict)."""
+def jax_side(net, variables, shape, batch, num_classes, dropout, donate=True, sync_every=0):
+    """Compiles the jaxdiff step; returns (run(k) blocking, compile seconds, cost dict).
+
+    ``sync_every=1`` reads the loss on the host after every step (the A/B of host syncs).
+    """
     schedule = schedules.DiscreteSchedule.from_name("linear", num_steps=NUM_TRAIN_STEPS)
     tx = optax.adam(LEARNING_RATE)
     params = jax.tree.map(jnp.array, variables["params"])  # own copy: donation frees it
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.int32(0)}
     x = jax.random.normal(jax.random.key(1), (batch, *shape))
-    step = make_jax_step(net, schedule, tx, num_classes, dropout)
+    step = make_jax_step(net, schedule, tx, num_classes, dropout, donate)
     compile_s = measure.timed(lambda: setattr(step, "_c", step.lower(state, x).compile()))
     compiled, holder = step._c, {"state": state}
 
     def run(k: int = 1):
         s = holder["state"]
-        for _ in range(k):
+        for i in range(k):
             s, loss = compiled(s, x)
+            if sync_every and i % sync_every == 0:
+                float(loss)
         holder["state"] = s
         return float(loss)  # blocks
 
