@@ -93,10 +93,12 @@ def torch_ddim(model, num_steps: int, opts: dict):
     return run
 
 
-SETTINGS = {  # name -> (method, num_steps, options)
-    "ddim_50": ("ddim", 50, {"spacing": "leading"}),
-    "heun_35nfe": ("ode_heun", 18, {}),
-}
+def settings(ddim_steps: int = 50, heun_steps: int = 18) -> dict:
+    """jaxdiff settings: name -> (method, num_steps, options); Heun makes 2 N - 1 calls."""
+    return {
+        f"ddim_{ddim_steps}": ("ddim", ddim_steps, {"spacing": "leading"}),
+        f"heun_{2 * heun_steps - 1}nfe": ("ode_heun", heun_steps, {}),
+    }
 
 
 def bench(args) -> dict:
@@ -116,16 +118,17 @@ def bench(args) -> dict:
     x_init = np.asarray(jax.random.normal(jax.random.key(1), full))
     apply = make_eps_fn(net)
     runners, first, nfe, outputs = {}, {}, {}, {}
-    for name, (method, steps, options) in SETTINGS.items():
+    ddim = f"ddim_{args.steps}"
+    for name, (method, steps, options) in settings(args.steps, args.heun_steps).items():
         run = jax_sampler(apply, variables["params"], full, method, steps, **options)
         first_call = lambda r=run, n=name: outputs.update({n: r(x_init)})  # noqa: E731
         first[f"jaxdiff_{name}"] = measure.timed(first_call)
         nfe[f"jaxdiff_{name}"] = outputs[name][1]
         runners[f"jaxdiff_{name}"] = lambda r=run: r(x_init)
     torch_run = torch_ddim(model, args.steps, opts)
-    first["diffusers_ddim_50"] = measure.timed(lambda: outputs.update(torch=torch_run(x_init)))
-    nfe["diffusers_ddim_50"] = args.steps
-    runners["diffusers_ddim_50"] = lambda: torch_run(x_init)
+    first[f"diffusers_{ddim}"] = measure.timed(lambda: outputs.update(torch=torch_run(x_init)))
+    nfe[f"diffusers_{ddim}"] = args.steps
+    runners[f"diffusers_{ddim}"] = lambda: torch_run(x_init)
     times = measure.alternate(runners, args.repeats)
     rows = {
         name: {
@@ -137,7 +140,7 @@ def bench(args) -> dict:
         }
         for name, t in times.items()
     }
-    ours, theirs = outputs["ddim_50"][0], outputs["torch"]
+    ours, theirs = outputs[ddim][0], outputs["torch"]
     diff = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
     result = {
         "benchmark": "sampling_throughput",
@@ -148,8 +151,8 @@ def bench(args) -> dict:
         "options": opts,
         "rows": rows,
         "ddim_max_rel_diff": diff,
-        "ddim_speedup": rows["jaxdiff_ddim_50"]["images_per_s"]
-        / rows["diffusers_ddim_50"]["images_per_s"],
+        "ddim_speedup": rows[f"jaxdiff_{ddim}"]["images_per_s"]
+        / rows[f"diffusers_{ddim}"]["images_per_s"],
     }
     if args.out:
         measure.write_json(args.out, result)
@@ -160,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="mnist_small", help=f"one of {sorted(twins.UNET_CONFIGS)}")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=50, help="diffusers DDIM steps (jaxdiff: 50)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (both sides)")
+    p.add_argument("--heun_steps", type=int, default=18, help="jaxdiff Heun intervals")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], help="jaxdiff compute dtype")
     p.add_argument("--torch_bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--torch_compile", action=argparse.BooleanOptionalAction, default=None)
@@ -178,7 +182,7 @@ def summary(result: dict) -> str:
             f"nfe {row['nfe']}, first call {row['first_call_s']:.1f} s)"
         )
     lines.append(
-        f"  DDIM-50 speedup {result['ddim_speedup']:.2f}x, "
+        f"  DDIM speedup {result['ddim_speedup']:.2f}x, "
         f"max |jaxdiff - diffusers| / max |diffusers| = {result['ddim_max_rel_diff']:.1e}"
     )
     return "\n".join(lines)
