@@ -15,7 +15,9 @@ in every block (749.8M parameters at XL/2 vs 675M): compare them per FLOP.
 Reported per batch size: step time, images/s, compile time (jax: lower + compile; torch:
 first step, which includes torch.compile), FLOPs per step (XLA cost analysis; torch's
 FlopCounterMode counts matmuls/convs/attention only), MFU = FLOPs per step / (step time x
-peak), peak memory (GPU allocators; on CPU XLA's memory analysis of the step only).
+peak), peak memory (GPU allocators; on CPU XLA's memory analysis of the step only). With
+``--profile=DIR``: torch.profiler's top ops of one diffusers step go into the JSON and a
+jax.profiler trace of two jaxdiff steps into DIR (open with TensorBoard or Perfetto).
 
 Usage:
   # CPU (committed result; a few minutes on 2 cores):
@@ -155,6 +157,28 @@ def torch_flops(one_step) -> float:
     return float(counter.get_total_flops())
 
 
+def torch_top_ops(one_step, cuda: bool, limit: int = 10) -> list[dict]:
+    """The ops taking the most time in one torch step (torch.profiler), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        one_step()
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, attr), reverse=True)
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    return [
+        {"op": e.key, "share": getattr(e, attr) / total, "self_ms": getattr(e, attr) / 1e3}
+        for e in events[:limit]
+    ]
+
+
+def jax_profile(run, directory: str) -> None:
+    """Writes a jax.profiler trace (TensorBoard/Perfetto) of two steps to ``directory``."""
+    with jax.profiler.trace(directory):
+        run(2)
+
+
 def build_pair(preset: str, dtype):
     """(torch model, jax net, variables, shape, num_classes, dropout) for a preset."""
     if preset in twins.UNET_CONFIGS:
@@ -225,9 +249,15 @@ def bench_batch(pair, batch: int, opts: dict) -> dict:
     if torch.cuda.is_available():
         row["diffusers"]["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
         torch.cuda.reset_peak_memory_stats()
+    if opts["profile"]:
+        row["diffusers"]["top_ops"] = torch_top_ops(torch_one, torch.cuda.is_available())
+        jax_profile(jax_run, os.path.join(opts["profile"], f"jax_batch{batch}"))
     row["speedup_images_per_s"] = row["jaxdiff"]["images_per_s"] / row["diffusers"]["images_per_s"]
-    # Per FLOP (the DiTs differ in size): each side's achieved FLOP/s, XLA's count for both
-    # (XLA counts the same network for U-Nets; for DiTs it is jaxdiff's smaller model).
+    # Per FLOP (the DiTs differ in size): each side's achieved FLOP/s by its own count (XLA:
+    # every op; torch's counter: matmuls/convs/attention, nearly all of a transformer's).
+    for side in ("jaxdiff", "diffusers"):
+        row[side]["flops_per_s"] = row[side]["flops_per_step"] / row[side]["step_s"]
+    row["per_flop_speedup"] = row["jaxdiff"]["flops_per_s"] / row["diffusers"]["flops_per_s"]
     return row
 
 
@@ -246,6 +276,7 @@ def resolve_options(args) -> dict:
         "steps_per_rep": args.steps_per_rep,
         "repeats": args.repeats,
         "count_torch_flops": args.torch_flops,
+        "profile": args.profile,
     }
 
 
@@ -289,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
     p.add_argument("--steps_per_rep", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--profile", help="folder for jax traces; also records torch's top ops")
     p.add_argument("--out", help="results JSON path")
     return p
 
