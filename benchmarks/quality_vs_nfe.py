@@ -59,9 +59,21 @@ def load_mnist(split: str, data_dir: str | None, limit: int | None = None):
 
     source = tfds.data_source("mnist", split=split, data_dir=data_dir)
     n = len(source) if limit is None else min(limit, len(source))
-    records = [source[i] for i in range(n)]
+    records = source.__getitems__(list(range(n)))
     images = np.stack([r["image"] for r in records]).astype(np.uint8)
     return images, np.array([r["label"] for r in records], np.int32)
+
+
+def cached_mnist(args, split: str):
+    """``load_mnist`` through a tensors-only cache in the workdir (decoding takes ~1 min)."""
+    path = os.path.join(args.workdir, f"mnist_{split}_{args.limit or 'all'}.npz")
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as f:
+            return f["images"], f["labels"]
+    images, labels = load_mnist(split, args.data_dir, args.limit)
+    os.makedirs(args.workdir, exist_ok=True)
+    np.savez(path, images=images, labels=labels)
+    return images, labels
 
 
 def noise_input(t):
@@ -241,14 +253,14 @@ def run(args) -> dict | None:
         raise ValueError(f"Unknown settings {unknown}; valid settings: {sorted(SETTINGS)}.")
     dtype = jnp.dtype(args.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32"))
     net = models.create(args.preset, dtype=dtype)
-    train_images, train_labels = load_mnist("train", args.data_dir, args.limit)
+    train_images, train_labels = cached_mnist(args, "train")
     trained = train(args, net, train_images)
     if trained["step"] < args.train_steps:
         print(f"Training at step {trained['step']}/{args.train_steps}: rerun to resume.")
         return None
     ema = trained.pop("ema")
     settings = {name: generate(args, net, ema, name) for name in args.settings}
-    test_images, _ = load_mnist("test", args.data_dir, args.limit)
+    test_images, _ = cached_mnist(args, "test")
     fds = evaluate(args, args.settings, (train_images, train_labels), test_images)
     for name in args.settings:
         settings[name]["fd"] = fds.pop(name)
