@@ -124,6 +124,7 @@ def test_practices_compile_cache_in_fresh_processes():
     assert rows["warm_cache"]["compile_s"] < rows["no_cache"]["compile_s"]
 
 
+@pytest.mark.slow  # ~90 s on 2 shared cores (trains, samples and trains a classifier, twice)
 def test_quality_vs_nfe_smoke_and_resume(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     fake = lambda split, data_dir, limit=None: (  # noqa: E731
