@@ -22,24 +22,7 @@ import jax.numpy as jnp
 from jaxdiff import models
 from jaxdiff.models import convert
 
-UNET_CONFIGS = {
-    "ddpm_cifar10": dict(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(128, 256, 256, 256),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=None,
-        downsample_padding=0,
-        flip_sin_to_cos=False,
-        freq_shift=1,
-        norm_eps=1e-6,
-        norm_num_groups=32,
-        dropout=0.1,
-    ),
-}
+UNET_CONFIGS = {"ddpm_cifar10": dict(convert.DDPM_CIFAR10_CONFIG, dropout=0.1)}  # Ho et al.
 UNET_CONFIGS["mnist_small"] = dict(
     UNET_CONFIGS["ddpm_cifar10"],
     sample_size=28,

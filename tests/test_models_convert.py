@@ -12,26 +12,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from jaxdiff.models import convert  # noqa: E402
 
-# google/ddpm-cifar10-32's config.json (Ho et al. 2020's CIFAR-10 network, 35.7M params).
-DDPM_CIFAR10 = dict(
-    sample_size=32,
-    in_channels=3,
-    out_channels=3,
-    block_out_channels=(128, 256, 256, 256),
-    layers_per_block=2,
-    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=None,
-    downsample_padding=0,
-    flip_sin_to_cos=False,
-    freq_shift=1,
-    norm_eps=1e-6,
-    norm_num_groups=32,
-    act_fn="silu",
-    center_input_sample=False,
-    mid_block_scale_factor=1,
-    time_embedding_type="positional",
-)
+DDPM_CIFAR10 = convert.DDPM_CIFAR10_CONFIG
 # The same block structure at a size that runs in seconds (two attention levels, 3 levels).
 SMALL = dict(
     DDPM_CIFAR10,
