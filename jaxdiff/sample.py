@@ -23,6 +23,7 @@ flags.DEFINE_enum(
     ["leading", "trailing", "linspace"],
     "Discrete grid spacing (default: the config's sample.options).",
 )
+flags.DEFINE_float("clip_x0", None, "ddpm/ddim: clip predicted x0 to [-c, c] (1 for [-1, 1] data).")
 flags.DEFINE_integer("label", None, "Class of every sample (default: 0, 1, 2, ... cycling).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.")
@@ -54,6 +55,8 @@ def run() -> None:
         labels = jnp.full((FLAGS.num_samples,), FLAGS.label, jnp.int32)
     config.sample.num_samples = FLAGS.num_samples
     options = {"spacing": FLAGS.spacing} if FLAGS.spacing else {}
+    if FLAGS.clip_x0 is not None:
+        options["clip_x0"] = FLAGS.clip_x0
     sample = components.make_sampler(
         config,
         net,

@@ -62,8 +62,10 @@ class Method(NamedTuple):
 
 
 METHODS: dict[str, Method] = {
-    "ddpm": Method(discrete.DDPM, "discrete", 0.0, False, {"variance": "beta_tilde"}, True),
-    "ddim": Method(discrete.DDIM, "discrete", 0.0, False, {"eta": 0.0}, True),
+    "ddpm": Method(
+        discrete.DDPM, "discrete", 0.0, False, {"variance": "beta_tilde", "clip_x0": None}, True
+    ),
+    "ddim": Method(discrete.DDIM, "discrete", 0.0, False, {"eta": 0.0, "clip_x0": None}, True),
     "euler_maruyama": Method(sde.EULER_MARUYAMA, "uniform", 1e-3, True, {}),
     "pc": Method(sde.PC, "uniform", 1e-3, True, {"snr": 0.16, "n_corrector": 1}),
     "annealed_langevin": Method(
@@ -100,6 +102,7 @@ _COMMON = {
 # option -> (is it allowed?, what is allowed)
 _RULES = {
     "eta": (lambda v: v >= 0, "a float >= 0"),
+    "clip_x0": (lambda v: v is None or v > 0, "None or a float > 0"),
     "variance": (lambda v: v in ("beta", "beta_tilde"), "'beta' or 'beta_tilde'"),
     "snr": (lambda v: v > 0, "a float > 0"),
     "n_corrector": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),

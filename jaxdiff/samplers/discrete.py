@@ -15,6 +15,12 @@ alpha_bar_s and beta = 1 - alpha:
   eps + s_eta z, s_eta^2 = eta^2 beta-tilde. eta = 1 is DDPM with beta-tilde; eta = 0 is
   deterministic (and runs backwards to encode data into noise).
 
+``clip_x0=c`` (both; default None) clips the predicted x0 to [-c, c] and re-derives eps
+from it, eps = (x - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t) (the "clip_denoised" of
+Ho et al.'s and guided-diffusion's samplers). Data in [-1, 1] takes c = 1; it matters most
+at the first steps of a grid starting near alpha_bar = 0 (trailing spacing), where the raw
+x0 = (x - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) amplifies any error in eps.
+
 Both draw the noise of step k as ``normal(fold_in(key, k))``: on one grid with one key
 they consume identical noise.
 """
@@ -48,14 +54,25 @@ def _learned_log_variance(schedule, sd, v):
     return frac * jnp.log(beta) + (1.0 - frac) * log_min
 
 
+def _predict(net, x, sd, ab_t, opts):
+    """The network's Prediction at sd.t, x0 clipped to [-c, c] when ``clip_x0 = c``."""
+    pred = net(x, sd.t)
+    clip = opts.get("clip_x0")
+    if clip is None:
+        return pred
+    x0 = jnp.clip(pred.x0, -clip, clip)
+    eps = (x - jnp.sqrt(ab_t) * x0) / jnp.sqrt(jnp.maximum(1.0 - ab_t, 1e-20))
+    return pred._replace(x0=x0, eps=eps)
+
+
 def _normal(key, x):
     return jax.random.normal(key, x.shape, x.dtype)
 
 
 def ddpm_step(net, schedule, x, aux, sd, key, opts):
     """One ancestral step from grid time sd.t to sd.s; 1 network call."""
-    pred = net(x, sd.t)
     ab_t, ab_s = alpha_bar(schedule, sd.t), alpha_bar(schedule, sd.s)
+    pred = _predict(net, x, sd, ab_t, opts)
     beta, tilde = _posterior(ab_t, ab_s)
     mean = (jnp.sqrt(ab_s) * beta * pred.x0 + jnp.sqrt(1.0 - beta) * (1.0 - ab_s) * x) / (
         1.0 - ab_t
@@ -71,8 +88,8 @@ def ddpm_step(net, schedule, x, aux, sd, key, opts):
 
 def ddim_step(net, schedule, x, aux, sd, key, opts):
     """One DDIM step from grid time sd.t to sd.s (either direction when eta = 0); 1 call."""
-    pred = net(x, sd.t)
     ab_t, ab_s = alpha_bar(schedule, sd.t), alpha_bar(schedule, sd.s)
+    pred = _predict(net, x, sd, ab_t, opts)
     _, tilde = _posterior(ab_t, ab_s)
     var = jnp.square(opts["eta"]) * jnp.maximum(tilde, 0.0)
     direction = jnp.sqrt(jnp.maximum(1.0 - ab_s - var, 0.0))

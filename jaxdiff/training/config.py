@@ -76,7 +76,8 @@ def base() -> ml_collections.ConfigDict:
         guidance=0.0,  # w in eps = (1 + w) eps(x|y) - w eps(x|null)
         # samplers.sample options. "leading" spacing (diffusers' DDIM default) starts a
         # respaced discrete grid below the last step: a cosine schedule's last alpha_bar is
-        # ~1e-8, and DDIM from there (no x0 clipping) blows small eps errors up to +-1.
+        # ~1e-8, and DDIM from there blows small eps errors up to +-1 unless x0 is clipped
+        # (add clip_x0=1.0 to these options for trailing spacing).
         options=ml_collections.ConfigDict(dict(spacing="leading")),
     )
     return ml_collections.ConfigDict(c)
