@@ -109,7 +109,28 @@ def quality_table(r: dict) -> list[str]:
     return lines
 
 
+def profile_table(r: dict) -> list[str]:
+    prof = r["jaxdiff"]
+    lines = [
+        f"Profile of the jaxdiff {r['what']} call, `{r['preset']}`, batch {r['batch']}, "
+        f"{r['device']['device']}, load average at start {r['device']['load_average'][0]:.1f}: "
+        f"{prof['wall_s_per_call'] * 1e3:.0f} ms per call, {prof['op_s_per_call'] * 1e3:.0f} ms "
+        "of op time summed over XLA's threads:",
+        "",
+        "| category | ms per call | share |",
+        "| --- | --- | --- |",
+    ]
+    for name, row in prof["categories"].items():
+        lines.append(f"| {name} | {row['s'] * 1e3:.1f} | {row['share']:.1%} |")
+    torch_ops = r.get("diffusers_top_ops")
+    if torch_ops:
+        ops = ", ".join(f"{o['op']} {o['self_ms']:.0f} ms" for o in torch_ops[:8])
+        lines += ["", f"diffusers' step, top ops (self time): {ops}."]
+    return lines
+
+
 TABLES = {
+    "cpu_profile": profile_table,
     "train_throughput": train_table,
     "sampling_throughput": sampling_table,
     "practices": practices_table,

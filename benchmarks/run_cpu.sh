@@ -7,9 +7,13 @@ R=benchmarks/results
 S=${1:-}
 $PY -m benchmarks.train_throughput --preset=mnist_small --batch 32 64 --repeats 5 \
   --steps_per_rep 3 --profile=/tmp/jaxdiff_bench_profile --out=$R/train_throughput_cpu$S.json
-$PY -m benchmarks.sampling_throughput --preset=mnist_small --batch 64 --repeats 3 \
+$PY -m benchmarks.cpu_profile --preset=mnist_small --batch 32 --what=train \
+  --out=$R/cpu_profile_train$S.json
+$PY -m benchmarks.cpu_profile --preset=mnist_small --batch 16 --what=forward --no-torch \
+  --out=$R/cpu_profile_forward$S.json
+$PY -m benchmarks.sampling_throughput --preset=mnist_small --batch 16 --repeats 3 \
   --out=$R/sampling_throughput_cpu$S.json
-$PY -m benchmarks.practices --preset=mnist_small --batch 32 --sample_batch 64 --repeats 5 \
+$PY -m benchmarks.practices --preset=mnist_small --batch 32 --sample_batch 16 --repeats 5 \
   --out=$R/practices_cpu$S.json
 rm -rf /tmp/jaxdiff_qnfe_smoke
 $PY -m benchmarks.quality_vs_nfe --workdir=/tmp/jaxdiff_qnfe_smoke --preset=unet_8x8 \

@@ -17,6 +17,7 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from benchmarks import (  # noqa: E402
+    cpu_profile,
     fid_features,
     measure,
     practices,
@@ -155,3 +156,31 @@ def test_quality_vs_nfe_smoke_and_resume(tmp_path, monkeypatch):
     assert again["settings"]["ddim_10"]["cached"]
     with pytest.raises(ValueError, match="valid settings"):
         quality_vs_nfe.run(quality_vs_nfe.parser().parse_args([*argv, "nope"]))
+
+
+def test_cpu_profile_finds_forward_and_weight_gradient_convolutions():
+    # A conv layer's gradient compiles to a 3x3 conv (dL/dx) and a feature-map-sized conv
+    # (dL/dW): the categories must tell them apart, and a forward alone has no weight grad.
+    def loss(w, x):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jnp.sum(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn))
+
+    w, x = jnp.ones((3, 3, 4, 8)), jnp.ones((2, 12, 12, 4))
+    grad = set(
+        cpu_profile.hlo_categories(
+            jax.jit(jax.grad(loss, (0, 1))).lower(w, x).compile().as_text()
+        ).values()
+    )
+    forward = set(
+        cpu_profile.hlo_categories(jax.jit(loss).lower(w, x).compile().as_text()).values()
+    )
+    assert {"conv 3x3", "conv weight-gradient"} <= grad
+    assert "conv 3x3" in forward and "conv weight-gradient" not in forward
+
+
+def test_cpu_profile_attributes_traced_time_to_ops():
+    result = cpu_profile.profile(*cpu_profile.compiled_forward("tiny", 2), steps=2)
+    shares = [row["share"] for row in result["categories"].values()]
+    assert sum(shares) == pytest.approx(1.0)
+    assert result["categories"]["conv 3x3"]["s"] > 0
+    assert 0 < result["op_s_per_call"] < 10 * result["wall_s_per_call"]

@@ -171,6 +171,13 @@ def test_cli_with_statistics_files(tmp_path, capsys):
     fid.main([a, b, "--weights", str(tmp_path / "absent.npz")])
     expected = fid.frechet_distance(np.zeros(6), s1, np.ones(6), s2)
     assert capsys.readouterr().out.strip() == f"FID {expected:.4f}"
+    # Both sets' statistics can be written back; a set with itself prints 0.0000, not -0.0000.
+    a2, b2 = str(tmp_path / "a2.npz"), str(tmp_path / "b2.npz")
+    fid.main([a, b, "--save_stats", a2, "--save_stats_b", b2])
+    np.testing.assert_array_equal(fid.load_statistics(b2)[1], s2)
+    capsys.readouterr()
+    fid.main([a2, a2])
+    assert capsys.readouterr().out.strip() == "FID 0.0000"
 
 
 def test_statistics_for_images_npz_picks_range_by_dtype(tmp_path):

@@ -360,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default=None, help="converted Inception .npz")
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--save_stats", default=None, help="write set a's stats to this .npz")
+    parser.add_argument("--save_stats_b", default=None, help="write set b's stats to this .npz")
     args = parser.parse_args(argv)
 
     @functools.cache
@@ -368,10 +369,12 @@ def main(argv: list[str] | None = None) -> None:
 
     load_weights = functools.cache(lambda: convert.load_params(args.weights))
     mu1, s1, f1 = statistics_for(args.a, make_fn, args.batch_size)
-    mu2, s2, f2 = statistics_for(args.b, make_fn, args.batch_size)
-    if args.save_stats:
+    if args.save_stats:  # written before set b is read, so a kill keeps set a's work
         save_statistics(args.save_stats, mu1, s1)
-    print(f"FID {frechet_distance(mu1, s1, mu2, s2):.4f}")
+    mu2, s2, f2 = statistics_for(args.b, make_fn, args.batch_size)
+    if args.save_stats_b:
+        save_statistics(args.save_stats_b, mu2, s2)
+    print(f"FID {round(frechet_distance(mu1, s1, mu2, s2), 4) + 0.0:.4f}")  # no "-0.0000"
     if f1 is not None and f2 is not None:
         mean, std = kid(f1, f2)
         whole = len(f1) <= 1000 and len(f2) <= 1000  # every subset is the whole set
