@@ -58,6 +58,7 @@ def device_info() -> dict:
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "versions": {"jax": jax.__version__, "torch": torch.__version__},
         "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }

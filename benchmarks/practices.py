@@ -36,7 +36,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import measure, sampling_throughput, train_throughput, twins  # noqa: E402
-from jaxdiff import schedules  # noqa: E402
+from jaxdiff import _xla_flags, schedules  # noqa: E402
 from jaxdiff.samplers import grids  # noqa: E402
 
 
@@ -216,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
+    _xla_flags.apply_cpu_defaults()  # what jaxdiff's entry points run with
     a = parser().parse_args()
     if a.probe:
         print(json.dumps(compile_probe(a.preset, a.batch, a.cache_dir or None)))

@@ -37,7 +37,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from benchmarks import fid_features, measure
-from jaxdiff import losses, models, samplers, schedules
+from jaxdiff import _xla_flags, losses, models, samplers, schedules
 
 NUM_TRAIN_STEPS = 1000
 SETTINGS = {  # name -> (method, num_steps, options); NFE = info["nfe"]
@@ -302,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
+    _xla_flags.apply_cpu_defaults()  # what jaxdiff's entry points run with
     res = run(parser().parse_args())
     if res is not None:
         print(json.dumps({k: res[k] for k in ("settings", "floor_train_vs_test")}, indent=1))

@@ -129,7 +129,26 @@ def profile_table(r: dict) -> list[str]:
     return lines
 
 
+def xla_flags_table(r: dict) -> list[str]:
+    lines = [
+        f"XLA:CPU flags, `{r['preset']}`, train batch {r['batch']}, forward batch "
+        f"{r['sample_batch']}, {r['device']['device']}, medians of {r['rounds']} fresh processes "
+        f"per variant (alternating), load average at start {r['device']['load_average'][0]:.1f}:",
+        "",
+        "| variant | XLA_FLAGS | cores | train step | vs default | forward | vs default |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in r["rows"].items():
+        lines.append(
+            f"| {name} | `{row['flags'] or '-'}` | {row['cores']} | {row['train_s'] * 1e3:.0f} ms "
+            f"| **{row['train_speedup']:.2f}x** | {row['forward_s'] * 1e3:.1f} ms "
+            f"| **{row['forward_speedup']:.2f}x** |"
+        )
+    return lines
+
+
 TABLES = {
+    "xla_flags": xla_flags_table,
     "cpu_profile": profile_table,
     "train_throughput": train_table,
     "sampling_throughput": sampling_table,

@@ -29,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import measure, twins  # noqa: E402
-from jaxdiff import samplers, schedules  # noqa: E402
+from jaxdiff import _xla_flags, samplers, schedules  # noqa: E402
 
 NUM_TRAIN_STEPS = 1000
 
@@ -189,4 +189,5 @@ def summary(result: dict) -> str:
 
 
 if __name__ == "__main__":
+    _xla_flags.apply_cpu_defaults()  # what jaxdiff's entry points run with
     print(summary(bench(parser().parse_args())))

@@ -41,7 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from benchmarks import measure, twins  # noqa: E402
-from jaxdiff import losses, schedules  # noqa: E402
+from jaxdiff import _xla_flags, losses, schedules  # noqa: E402
 
 NUM_TRAIN_STEPS = 1000
 LEARNING_RATE = 2e-4
@@ -340,4 +340,5 @@ def summary(result: dict) -> str:
 
 
 if __name__ == "__main__":
+    _xla_flags.apply_cpu_defaults()  # what jaxdiff's entry points run with
     print(summary(run(parser().parse_args())))

@@ -20,6 +20,8 @@ import os
 
 from absl import app, flags, logging
 
+from jaxdiff import _xla_flags
+
 flags.DEFINE_string("workdir", None, "A training run's directory.")
 flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, bpd.")
 flags.DEFINE_integer("num_samples", 10_000, "Samples for FID/KID/IS (and test images).")
@@ -80,6 +82,7 @@ def evaluate() -> None:
 
 def main(argv) -> None:
     del argv
+    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
     logging.set_verbosity(logging.WARNING)
     try:
         evaluate()

@@ -19,6 +19,8 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
+from jaxdiff import _xla_flags
+
 flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints and samples go.")
 flags.DEFINE_integer("num_samples", 500, "Samples scored against the held-out digits.")
 FLAGS = flags.FLAGS
@@ -96,6 +98,7 @@ def score(samples: np.ndarray, seed: int = 0) -> dict:
 
 def main(argv) -> None:
     del argv
+    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
     logging.set_verbosity(logging.WARNING)
     import jax
 

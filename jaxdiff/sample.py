@@ -11,6 +11,8 @@ images in [-1, 1] (N, H, W, C) and labels. Example::
 import numpy as np
 from absl import app, flags, logging
 
+from jaxdiff import _xla_flags
+
 flags.DEFINE_string("workdir", None, "A training run's directory.")
 flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).")
 flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).")
@@ -33,6 +35,7 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
     del argv
+    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
     logging.set_verbosity(logging.WARNING)
     try:
         run()

@@ -13,6 +13,8 @@ workdir) ends with a one-line ``error: ...`` and exit status 1.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxdiff import _xla_flags
+
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and TensorBoard logs.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
@@ -52,6 +54,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def main(argv) -> None:
     del argv
+    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
     logging.set_verbosity(logging.WARNING)
     initialize_distributed()
     from jaxdiff.training import loop
