@@ -37,6 +37,7 @@ import numpy as np
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxdiff import _xla_flags
 from jaxdiff.evaluation import convert, inception
 
 FeatureFn = Callable[[np.ndarray], jax.Array]
@@ -382,4 +383,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends (the command only)
     main()
