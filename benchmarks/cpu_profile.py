@@ -32,7 +32,6 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from benchmarks import measure, sampling_throughput, train_throughput, twins
 from jaxdiff import _xla_flags
@@ -89,20 +88,7 @@ def compiled_train_step(preset: str, batch: int):
     """(run(k), compiled) for the train step of train_throughput (same network, loss, Adam)."""
     _, net, variables, shape = twins.unet_pair(preset)
     dropout = twins.UNET_CONFIGS[preset]["dropout"] > 0
-    tx = optax.adam(train_throughput.LEARNING_RATE)
-    params = jax.tree.map(jnp.array, variables["params"])
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.int32(0)}
-    x = jax.random.normal(jax.random.key(1), (batch, *shape))
-    schedule = train_throughput.schedules.DiscreteSchedule.from_name("linear", 1000)
-    compiled = train_throughput.make_jax_step(net, schedule, tx, 0, dropout).lower(state, x)
-    compiled = compiled.compile()
-    holder = {"state": state}
-
-    def run(k: int):
-        for _ in range(k):
-            holder["state"], loss = compiled(holder["state"], x)
-        return float(loss)
-
+    run, _, _, compiled = train_throughput.jax_side(net, variables, shape, batch, 0, dropout)
     return run, compiled
 
 

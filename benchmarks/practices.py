@@ -48,7 +48,7 @@ def _ab_train(args, variants: dict) -> dict:
     for name, kw in variants.items():
         kw = dict(kw)
         dtype = kw.pop("dtype", jnp.float32)
-        run, compile_s, cost = train_throughput.jax_side(
+        run, compile_s, cost, _ = train_throughput.jax_side(
             net.clone(dtype=dtype), variables, shape, args.batch, 0, dropout, **kw
         )
         run(1)

@@ -189,7 +189,8 @@ def build_pair(preset: str, dtype):
 
 
 def jax_side(net, variables, shape, batch, num_classes, dropout, donate=True, sync_every=0):
-    """Compiles the jaxdiff step; returns (run(k) blocking, compile seconds, cost dict).
+    """Compiles the jaxdiff step; returns (run(k) blocking, compile seconds, cost dict,
+    the compiled step).
 
     ``sync_every=1`` reads the loss on the host after every step (the A/B of host syncs).
     """
@@ -211,7 +212,7 @@ def jax_side(net, variables, shape, batch, num_classes, dropout, donate=True, sy
         holder["state"] = s
         return float(loss)  # blocks
 
-    return run, compile_s, measure.xla_cost(compiled)
+    return run, compile_s, measure.xla_cost(compiled), compiled
 
 
 def bench_batch(pair, batch: int, opts: dict) -> dict:
@@ -219,7 +220,7 @@ def bench_batch(pair, batch: int, opts: dict) -> dict:
     import torch
 
     model, net, variables, shape, num_classes, dropout = pair
-    jax_run, jax_compile_s, cost = jax_side(net, variables, shape, batch, num_classes, dropout)
+    jax_run, jax_compile_s, cost, _ = jax_side(net, variables, shape, batch, num_classes, dropout)
     torch_run, torch_one = make_torch_step(model, batch, shape, num_classes, opts)
     flops_torch = torch_flops(torch_one) if opts["count_torch_flops"] else float("nan")
     torch_first_s = measure.timed(torch_run)

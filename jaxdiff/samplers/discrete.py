@@ -57,7 +57,7 @@ def _learned_log_variance(schedule, sd, v):
 def _predict(net, x, sd, ab_t, opts):
     """The network's Prediction at sd.t, x0 clipped to [-c, c] when ``clip_x0 = c``."""
     pred = net(x, sd.t)
-    clip = opts.get("clip_x0")
+    clip = opts["clip_x0"]
     if clip is None:
         return pred
     x0 = jnp.clip(pred.x0, -clip, clip)
