@@ -19,12 +19,7 @@ NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "c
 PARAMS = {"cifar10_ddpm": 35.7e6, "imagenet_dit_xl2": 675e6}
 
 
-@pytest.fixture(autouse=True)
-def fast_compiles():
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def load(name, arg=None):

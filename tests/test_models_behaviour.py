@@ -17,13 +17,7 @@ from jaxdiff import models
 KEY = {"params": jax.random.key(0)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compiles():
-    """Cheaper XLA compilation for these small nets (restored afterwards)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 NUM_CLASSES, CONTEXT_DIM = 10, 12

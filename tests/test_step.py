@@ -12,13 +12,7 @@ from jaxdiff.training import state as state_lib
 from jaxdiff.training import step as step_lib
 from tests import _standins
 
-
-@pytest.fixture(autouse=True)
-def fast_compiles():
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 PROCESS = schedules.DiscreteSchedule.from_name("cosine", num_steps=100)
