@@ -31,7 +31,10 @@ IDENTITY_KEYS = (
     "data.name",
     "optim.name",
     "optim.ema_decays",
+    "prng_impl",  # the key data's shape and every random draw depend on it
 )
+# Fields added after checkpoints existed: a saved config without them had these values.
+IDENTITY_DEFAULTS = {"prng_impl": "threefry2x32"}
 
 
 def _lookup(config: dict, dotted: str):
@@ -50,12 +53,17 @@ def check_compatible(saved: dict, current: dict, directory: str) -> None:
       current: this run's config dict.
       directory: shown in the message.
     """
-    diffs = [k for k in IDENTITY_KEYS if _lookup(saved, k) != _lookup(current, k)]
+
+    def value(config, k):
+        found = _lookup(config, k)
+        return IDENTITY_DEFAULTS.get(k) if found is None else found
+
+    diffs = [k for k in IDENTITY_KEYS if value(saved, k) != value(current, k)]
     if diffs:
         k = diffs[0]
         raise ValueError(
             f"{directory} holds a checkpoint of a different config ({k}: "
-            f"{_lookup(saved, k)!r} there vs {_lookup(current, k)!r} here); use another "
+            f"{value(saved, k)!r} there vs {value(current, k)!r} here); use another "
             "--workdir or the config that wrote it. Nothing was overwritten."
         )
 

@@ -13,6 +13,9 @@ def base() -> ml_collections.ConfigDict:
     """Every field a training run reads, with defaults for MNIST-sized DDPM."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # PRNG implementation of every key of the run ("threefry2x32", "rbg", "unsafe_rbg");
+    # recorded in checkpoints and shipped models. benchmarks/prng.py measures the choice.
+    c.prng_impl = "threefry2x32"
     c.data = dict(
         source="tfds",  # "tfds", "digits" (sklearn, embedded) or "latents" (.npz)
         name="mnist",  # TFDS name

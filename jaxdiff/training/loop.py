@@ -39,12 +39,14 @@ def check_workdir(workdir: str) -> None:
 
 def init_state(config, net, mesh, imp_state):
     """A jitted, replicated initial state, and its abstract form (for restores)."""
-    key = jax.random.key(config.seed)
+    impl = state_lib.check_prng_impl(config.prng_impl)
+    key = jax.random.key(config.seed, impl=impl)
     tx = components.build_optimizer(config)
 
     def create():
         params = components.init_params(config, net, jax.random.fold_in(key, 0))
-        return state_lib.create(params, tx, config.optim.ema_decays, config.seed, imp_state)
+        ema = config.optim.ema_decays
+        return state_lib.create(params, tx, ema, config.seed, imp_state, prng_impl=impl)
 
     rep = state_lib.replicated(mesh)
     return jax.jit(create, out_shardings=rep), state_lib.abstract(jax.eval_shape(create), rep)
@@ -65,7 +67,7 @@ def draw_samples(config, sample_fn, state, step, workdir, writer):
     """Samples with the first EMA (or the raw params) and writes a PNG grid."""
     params = next(iter(state.ema.values())) if state.ema else state.params
     labels = components.sample_labels(config, config.sample.num_samples)
-    key = jax.random.fold_in(jax.random.key(config.seed), 2)  # 0: init, 1: root, 2: samples
+    key = jax.random.fold_in(jax.random.key(config.seed, impl=config.prng_impl), 2)  # 2: samples
     images = sample_fn(params, key, labels)
     if jax.process_index() == 0:
         path = os.path.join(workdir, "samples", f"step_{step:07d}.png")

@@ -24,6 +24,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxdiff.training import optim
 
 DATA_AXIS = "data"
+# PRNG implementations a run may use (``config.prng_impl``); see benchmarks/prng.py for the
+# measured cost of each and docs/training.md for the choice. The key data's shape depends
+# on the implementation ((2,) for threefry2x32, (4,) for rbg and unsafe_rbg).
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+DEFAULT_PRNG_IMPL = "threefry2x32"
+
+
+def check_prng_impl(name: str) -> str:
+    """Returns ``name`` if it is one of :data:`PRNG_IMPLS`, else raises ValueError."""
+    if name not in PRNG_IMPLS:
+        raise ValueError(f"unknown PRNG implementation {name!r}; valid: {', '.join(PRNG_IMPLS)}.")
+    return name
 
 
 @flax.struct.dataclass
@@ -37,6 +49,7 @@ class TrainState:
       opt_state: the optax state.
       key: the run's root key as uint32 key data (``jax.random.key_data``).
       importance: the importance-sampling state of the loss (or None).
+      prng_impl: the PRNG implementation of ``key`` (a :data:`PRNG_IMPLS` name; static).
     """
 
     step: jax.Array
@@ -45,11 +58,12 @@ class TrainState:
     opt_state: Any
     key: jax.Array
     importance: Any = None
+    prng_impl: str = flax.struct.field(pytree_node=False, default=DEFAULT_PRNG_IMPL)
 
     @property
     def root_key(self) -> jax.Array:
         """The root key as a typed PRNG key."""
-        return jax.random.wrap_key_data(self.key)
+        return jax.random.wrap_key_data(self.key, impl=self.prng_impl)
 
 
 def create(
@@ -58,6 +72,7 @@ def create(
     ema_decays: Sequence[float],
     seed: int,
     importance=None,
+    prng_impl: str = DEFAULT_PRNG_IMPL,
 ) -> TrainState:
     """A fresh train state at step 0.
 
@@ -67,8 +82,10 @@ def create(
       ema_decays: EMA decay rates (may be empty).
       seed: the root seed; the root key is ``fold_in(key(seed), 1)`` (init uses 0).
       importance: an importance-sampling state (``losses.importance_init``) or None.
+      prng_impl: the PRNG implementation (:data:`PRNG_IMPLS`).
     """
-    key = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
+    root = jax.random.key(seed, impl=check_prng_impl(prng_impl))
+    key = jax.random.key_data(jax.random.fold_in(root, 1))
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -76,6 +93,7 @@ def create(
         opt_state=tx.init(params),
         key=key,
         importance=importance,
+        prng_impl=prng_impl,
     )
 
 
