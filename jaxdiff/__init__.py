@@ -1,16 +1,46 @@
 """jaxdiff: diffusion models in JAX/Flax.
 
-The package re-exports its modules only; each module documents its own API.
+The package re-exports its modules only; each module documents its own API. Modules load
+on first use (``jaxdiff.samplers`` imports JAX then), so that the parts that need no JAX
+(``jaxdiff.pretrained.read_weights``, the ONNX Runtime path) can run without it.
 """
 
-from jaxdiff import evaluation as evaluation
-from jaxdiff import guidance as guidance
-from jaxdiff import losses as losses
-from jaxdiff import models as models
-from jaxdiff import parametrization as parametrization
-from jaxdiff import samplers as samplers
-from jaxdiff import schedules as schedules
-from jaxdiff import sdes as sdes
-from jaxdiff import time_sampling as time_sampling
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+_MODULES = (
+    "evaluation",
+    "guidance",
+    "losses",
+    "models",
+    "parametrization",
+    "pretrained",
+    "samplers",
+    "schedules",
+    "sdes",
+    "time_sampling",
+)
+__all__ = list(_MODULES)
+
+if TYPE_CHECKING:
+    from jaxdiff import (  # noqa: F401
+        evaluation,
+        guidance,
+        losses,
+        models,
+        parametrization,
+        pretrained,
+        samplers,
+        schedules,
+        sdes,
+        time_sampling,
+    )
+
+
+def __getattr__(name: str):
+    """Imports ``jaxdiff.NAME`` on first access (PEP 562)."""
+    if name in _MODULES:
+        return importlib.import_module(f"jaxdiff.{name}")
+    raise AttributeError(f"module 'jaxdiff' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Samples a trained run: ``python -m jaxdiff.sample --workdir=DIR --out=FILE.png``.
+"""Samples a trained run or a shipped model: ``python -m jaxdiff.sample --workdir=DIR
+--out=FILE.png`` or ``python -m jaxdiff.sample --pretrained=mnist --label=7 --out=sevens.png``.
 
 Reads the config stored with the newest checkpoint in ``DIR/checkpoints``, restores the
 EMA parameters (``--params=raw`` for the raw ones) and writes a PNG grid or an ``.npz`` of
@@ -11,9 +12,15 @@ images in [-1, 1] (N, H, W, C) and labels. Example::
 import numpy as np
 from absl import app, flags, logging
 
-from jaxdiff import _xla_flags
+from jaxdiff import _xla_flags, pretrained
 
 flags.DEFINE_string("workdir", None, "A training run's directory.")
+flags.DEFINE_string(
+    "pretrained",
+    None,
+    "A model shipped with jaxdiff instead of --workdir; one of: "
+    f"{', '.join(pretrained.available()) or '(none installed)'}.",
+)
 flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).")
 flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).")
 flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).")
@@ -29,7 +36,12 @@ flags.DEFINE_float("clip_x0", None, "ddpm/ddim: clip predicted x0 to [-c, c] (1 
 flags.DEFINE_integer("label", None, "Class of every sample (default: 0, 1, 2, ... cycling).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.")
-flags.mark_flags_as_required(["workdir", "out"])
+flags.mark_flags_as_required(["out"])
+flags.register_multi_flags_validator(
+    ["workdir", "pretrained"],
+    lambda f: (f["workdir"] is None) != (f["pretrained"] is None),
+    "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -47,19 +59,33 @@ def run() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxdiff.training import components, restore, summaries
+    from jaxdiff.training import components, restore
 
     if not FLAGS.out.endswith((".png", ".npz")):
         raise ValueError(f"--out must end in .png or .npz; got {FLAGS.out!r}.")
+    options = {"spacing": FLAGS.spacing} if FLAGS.spacing else {}
+    if FLAGS.clip_x0 is not None:
+        options["clip_x0"] = FLAGS.clip_x0
+    if FLAGS.pretrained:
+        model = pretrained.load(FLAGS.pretrained)
+        labels = None if not model.num_classes else FLAGS.label
+        images = model.sample(
+            jax.random.key(FLAGS.seed),
+            FLAGS.num_samples,
+            labels,
+            method=FLAGS.method,
+            num_steps=FLAGS.num_steps,
+            guidance=FLAGS.guidance,
+            **options,
+        )
+        write(np.asarray(images), None if labels is None else np.full(FLAGS.num_samples, labels))
+        return
     run_ = restore.load_run(FLAGS.workdir, FLAGS.params)
     config, net, process, params = run_.config, run_.net, run_.process, run_.params
     labels = components.sample_labels(config, FLAGS.num_samples)
     if labels is not None and FLAGS.label is not None:
         labels = jnp.full((FLAGS.num_samples,), FLAGS.label, jnp.int32)
     config.sample.num_samples = FLAGS.num_samples
-    options = {"spacing": FLAGS.spacing} if FLAGS.spacing else {}
-    if FLAGS.clip_x0 is not None:
-        options["clip_x0"] = FLAGS.clip_x0
     sample = components.make_sampler(
         config,
         net,
@@ -70,6 +96,13 @@ def run() -> None:
         **options,
     )
     images = np.asarray(jax.jit(sample)(params, jax.random.key(FLAGS.seed), labels))
+    write(images, None if labels is None else np.asarray(labels))
+
+
+def write(images: np.ndarray, labels) -> None:
+    """Writes images (N, H, W, C) in [-1, 1] to --out as a PNG grid or an .npz."""
+    from jaxdiff.training import summaries
+
     if FLAGS.out.endswith(".png"):
         summaries.save_grid(images, FLAGS.out, upscale=4 if images.shape[1] <= 32 else 1)
     else:

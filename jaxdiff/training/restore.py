@@ -51,13 +51,16 @@ def load_run(workdir: str, params: str = "ema") -> Run:
 
     Args:
       workdir: a training run's directory.
-      params: "ema" (the first EMA decay; raw parameters if the run keeps no EMA) or "raw".
+      params: "ema" (the first EMA decay; raw parameters if the run keeps no EMA), "raw",
+        or one EMA's decay (e.g. "0.9999").
 
     Raises:
       ValueError: no checkpoint there, or an unknown ``params`` choice.
     """
-    if params not in PARAM_CHOICES:
-        raise ValueError(f"params must be one of {list(PARAM_CHOICES)}; got {params!r}.")
+    if params not in PARAM_CHOICES and not params.replace(".", "", 1).isdigit():
+        raise ValueError(
+            f"params must be one of {list(PARAM_CHOICES)} or an EMA decay; got {params!r}."
+        )
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     step = ckpt.latest_step()
     if step is None:
@@ -71,4 +74,8 @@ def load_run(workdir: str, params: str = "ema") -> Run:
     chosen = restored.params
     if params == "ema" and restored.ema:
         chosen = next(iter(restored.ema.values()))
+    elif params not in PARAM_CHOICES:
+        if params not in restored.ema:
+            raise ValueError(f"no EMA {params!r} in {workdir}; it keeps {sorted(restored.ema)}.")
+        chosen = restored.ema[params]
     return Run(config, net, process, jax.device_get(chosen), int(step))

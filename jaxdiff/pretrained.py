@@ -1,0 +1,302 @@
+"""Trained models shipped with jaxdiff: ``pretrained.load("mnist").sample(key, 16)``.
+
+Each model is two files in ``jaxdiff/weights/``: ``NAME.safetensors`` (the EMA parameters,
+flattened to "/"-joined keys, readable without JAX by ``safetensors.numpy``) and
+``NAME.json`` (the training config that rebuilds the network and the process, the default
+sampler and guidance, the PRNG implementation, a SHA-256 of the parameters, and how the
+model was trained and measured). docs/pretrained.md has the numbers.
+
+Example::
+
+  from jaxdiff import pretrained
+  model = pretrained.load("mnist")
+  images = model.sample(jax.random.key(0), 10, label=jnp.arange(10))  # (10, 28, 28, 1)
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+SEPARATOR = "/"
+
+
+def available() -> list[str]:
+    """Names of the shipped models (those with both a .json and a .safetensors file)."""
+    if not os.path.isdir(WEIGHTS_DIR):
+        return []
+    names = {f[: -len(".json")] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".json")}
+    return sorted(n for n in names if os.path.exists(_path(n, ".safetensors")))
+
+
+def _path(name: str, suffix: str) -> str:
+    return os.path.join(WEIGHTS_DIR, name + suffix)
+
+
+def flatten(params: Any) -> dict[str, np.ndarray]:
+    """{"a/b/kernel": array} of a nested dict of arrays (sorted keys)."""
+    out: dict[str, np.ndarray] = {}
+
+    def walk(tree, prefix):
+        for k in sorted(tree):
+            v = tree[k]
+            key = f"{prefix}{SEPARATOR}{k}" if prefix else str(k)
+            if isinstance(v, dict) or hasattr(v, "items"):
+                walk(dict(v), key)
+            else:
+                out[key] = np.asarray(v)
+
+    walk(dict(params), "")
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """The inverse of :func:`flatten`."""
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(SEPARATOR)
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def params_sha256(flat: dict[str, np.ndarray]) -> str:
+    """SHA-256 over sorted keys, dtypes, shapes and bytes of a flattened parameter dict."""
+    h = hashlib.sha256()
+    for key in sorted(flat):
+        a = np.ascontiguousarray(flat[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def read_weights(name: str) -> tuple[dict[str, np.ndarray], dict]:
+    """(flat float32 parameters, the JSON record) of a shipped model; no JAX needed.
+
+    Raises:
+      ValueError: an unknown name (listing the valid ones) or weights whose SHA-256 is not
+        the recorded one.
+    """
+    from safetensors.numpy import load_file
+
+    if name not in available():
+        raise ValueError(f"unknown pretrained model {name!r}; available: {available()}.")
+    with open(_path(name, ".json"), encoding="utf-8") as f:
+        record = json.load(f)
+    stored = load_file(_path(name, ".safetensors"))
+    digest = params_sha256(stored)
+    if digest != record["params_sha256"]:
+        raise ValueError(
+            f"{_path(name, '.safetensors')} does not match its record (SHA-256 {digest[:12]} "
+            f"vs {record['params_sha256'][:12]}); reinstall jaxdiff."
+        )
+    return {k: v.astype(np.float32) for k, v in stored.items()}, record
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+    """A shipped model: network, parameters, process and sampling defaults.
+
+    Attributes:
+      name: the model's name.
+      config: the training config (ml_collections.ConfigDict) that made it.
+      net: the network (a flax module).
+      params: the EMA parameters (nested dict of float32 jax arrays).
+      process: the diffusion process it was trained with.
+      record: the JSON record (training, metrics, defaults).
+    """
+
+    name: str
+    config: Any
+    net: Any
+    params: Any
+    process: Any
+    record: dict
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0: unconditional)."""
+        return int(self.config.model.num_classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one sample."""
+        d = self.config.data
+        return (d.image_size, d.image_size, d.channels)
+
+    def sample(
+        self,
+        key,
+        num: int,
+        label=None,
+        *,
+        method: str | None = None,
+        num_steps: int | None = None,
+        guidance: float | None = None,
+        **options,
+    ):
+        """Draws ``num`` images in [-1, 1], shape (num, H, W, C).
+
+        Args:
+          key: a PRNG key.
+          num: number of images.
+          label: class of each image: an int, or an int array of shape (num,); default
+            0, 1, 2, ... cycling (conditional models only).
+          method, num_steps, guidance: override the shipped defaults
+            (``record["sampler"]``).
+          **options: other ``samplers.sample`` options (e.g. spacing, clip_x0).
+
+        Raises:
+          ValueError: a label outside [0, num_classes), a label for an unconditional model,
+            or bad sampler arguments.
+        """
+
+        labels = self._labels(num, label)
+        fn = _compiled_sampler(self, method, num_steps, guidance, tuple(sorted(options.items())))
+        return fn(self.params, key, labels)
+
+    def _labels(self, num: int, label):
+        import jax.numpy as jnp
+
+        if not self.num_classes:
+            if label is not None:
+                raise ValueError(f"model {self.name!r} is unconditional; pass label=None.")
+            return None
+        if label is None:
+            return jnp.arange(num, dtype=jnp.int32) % self.num_classes
+        labels = np.broadcast_to(np.asarray(label, np.int64), (num,))
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(
+                f"labels must be in [0, {self.num_classes}) for {self.name!r}; "
+                f"got {sorted(set(labels.tolist()))[:10]}."
+            )
+        return jnp.asarray(labels, jnp.int32)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_sampler(model: Pretrained, method, num_steps, guidance, options: tuple):
+    import jax
+
+    from jaxdiff.training import components
+
+    defaults = model.record["sampler"]
+    opts = {**defaults.get("options", {}), **dict(options)}
+    sample = components.make_sampler(
+        model.config,
+        model.net,
+        model.process,
+        method=method or defaults["method"],
+        num_steps=num_steps or defaults["num_steps"],
+        guidance=defaults["guidance"] if guidance is None else guidance,
+        **opts,
+    )
+    return jax.jit(sample)
+
+
+def _pretrained_hash(self) -> int:
+    return id(self)
+
+
+Pretrained.__hash__ = _pretrained_hash  # type: ignore[method-assign]  # cache by identity
+
+
+@functools.lru_cache(maxsize=8)
+def load(name: str) -> Pretrained:
+    """Loads a shipped model by name (:func:`available` lists them).
+
+    Raises:
+      ValueError: an unknown name (the message lists the valid ones).
+    """
+    import jax
+    import ml_collections
+
+    from jaxdiff.training import components
+
+    flat, record = read_weights(name)
+    config = ml_collections.ConfigDict(record["config"])
+    params = jax.tree.map(jax.numpy.asarray, unflatten(flat))
+    return Pretrained(
+        name=name,
+        config=config,
+        net=components.build_model(config),
+        params=params,
+        process=components.build_process(config),
+        record=record,
+    )
+
+
+def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, out_dir=None):
+    """Writes a restored run's parameters as a shipped model: NAME.safetensors + NAME.json.
+
+    Args:
+      name: the model's name (``load(name)``).
+      run: a ``training.restore.Run`` (config, params, step).
+      dtype: storage dtype of the weights ("float16" or "float32"); loading casts to float32.
+      sampler: default sampler {"method", "num_steps", "guidance", "options"} (default: the
+        config's ``sample`` section).
+      notes: JSON-able facts to record (command, hours, CPU, library versions, metrics).
+      out_dir: where to write (default: the package's weights/ folder).
+
+    Returns:
+      The path of the .json record.
+    """
+    from safetensors.numpy import save_file
+
+    out_dir = out_dir or WEIGHTS_DIR
+    os.makedirs(out_dir, exist_ok=True)
+    flat = {k: np.asarray(v).astype(dtype) for k, v in flatten(run.params).items()}
+    config = json.loads(json.dumps(run.config.to_dict()))
+    s = config["sample"]
+    record = {
+        "name": name,
+        "step": int(run.step),
+        "config": config,
+        "sampler": sampler
+        or {k: s[k] for k in ("method", "num_steps", "guidance")} | {"options": s["options"]},
+        "prng_impl": config.get("prng_impl", "threefry2x32"),
+        "stored_dtype": dtype,
+        "num_params": int(sum(a.size for a in flat.values())),
+        "params_sha256": params_sha256(flat),
+        "notes": notes or {},
+    }
+    save_file(flat, os.path.join(out_dir, name + ".safetensors"))
+    path = os.path.join(out_dir, name + ".json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    return path
+
+
+def main(argv=None) -> None:
+    """``python -m jaxdiff.pretrained --workdir=DIR --name=NAME``: ship a run's EMA weights."""
+    import argparse
+
+    from jaxdiff import _xla_flags
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--workdir", required=True, help="a training run's directory")
+    p.add_argument("--name", required=True, help="the model's name, e.g. mnist")
+    p.add_argument("--params", default="ema", help='"ema", "raw" or an EMA decay, e.g. 0.9999')
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--notes", default="", help="a JSON file of facts to record")
+    p.add_argument("--out_dir", default=WEIGHTS_DIR)
+    args = p.parse_args(argv)
+    _xla_flags.apply_cpu_defaults()
+    from jaxdiff.training import restore
+
+    notes = {}
+    if args.notes:
+        with open(args.notes, encoding="utf-8") as f:
+            notes = json.load(f)
+    run = restore.load_run(args.workdir, args.params)
+    print(f"wrote {save(args.name, run, dtype=args.dtype, notes=notes, out_dir=args.out_dir)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Shipped models (``jaxdiff.pretrained``): exact loading, sampling, clear errors, and a
+weights reader that needs no JAX."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdiff import pretrained
+from jaxdiff.training import components, restore
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = pretrained.available()
+
+
+def _smoke_run():
+    spec = importlib.util.spec_from_file_location(
+        "cfg", os.path.join(REPO, "configs/mnist_release.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("smoke")
+    net, process = components.build_model(config), components.build_process(config)
+    params = components.init_params(config, net, jax.random.key(0))
+    return restore.Run(config, net, process, params, 7)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A smoke-sized conditional model saved as a shipped one in a temporary folder."""
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path))
+    pretrained.load.cache_clear()
+    run = _smoke_run()
+    pretrained.save("tiny", run, dtype="float16", notes={"why": "test"})
+    yield run
+    pretrained.load.cache_clear()
+
+
+def test_save_then_load_round_trips_at_the_stored_precision(tiny):
+    model = pretrained.load("tiny")
+    want = pretrained.flatten(tiny.params)
+    got = pretrained.flatten(model.params)
+    assert sorted(want) == sorted(got) and all("/" in k for k in got)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k].astype(np.float16).astype(np.float32))
+    assert model.record["step"] == 7 and model.record["prng_impl"] == "threefry2x32"
+    assert model.num_classes == 10 and model.image_shape == (28, 28, 1)
+
+
+def test_sampling_gives_images_in_range_and_respects_labels(tiny):
+    model = pretrained.load("tiny")
+    images = model.sample(jax.random.key(0), 4, label=3, num_steps=2)
+    assert images.shape == (4, 28, 28, 1) and bool(jnp.all(jnp.abs(images) <= 1))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)"):
+        model.sample(jax.random.key(0), 4, label=12, num_steps=2)
+
+
+def test_a_tampered_file_is_refused(tiny, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    path = str(tmp_path / "tiny.safetensors")
+    flat = load_file(path)
+    first = sorted(flat)[0]
+    flat[first] = flat[first] + np.float16(1)
+    save_file(flat, path)
+    with pytest.raises(ValueError, match="does not match its record"):
+        pretrained.load("tiny")
+
+
+def test_a_wrong_name_lists_the_valid_ones(tiny):
+    with pytest.raises(
+        ValueError, match=r"unknown pretrained model 'mnits'; available: \['tiny'\]"
+    ):
+        pretrained.load("mnits")
+
+
+def test_weights_are_readable_without_jax(tiny, tmp_path):
+    code = (
+        "import sys; sys.modules['jax'] = None\n"  # any `import jax` now fails
+        "from jaxdiff import pretrained\n"
+        f"pretrained.WEIGHTS_DIR = {str(tmp_path)!r}\n"
+        "flat, record = pretrained.read_weights('tiny')\n"
+        "print(len(flat), record['stored_dtype'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[1] == "float16"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_exactly_and_samples(name):
+    with open(os.path.join(pretrained.WEIGHTS_DIR, name + ".json"), encoding="utf-8") as f:
+        record = json.load(f)
+    model = pretrained.load(name)
+    stored = {
+        k: v.astype(record["stored_dtype"]) for k, v in pretrained.flatten(model.params).items()
+    }
+    assert pretrained.params_sha256(stored) == record["params_sha256"]
+    assert os.path.getsize(os.path.join(pretrained.WEIGHTS_DIR, name + ".safetensors")) < 20e6
+    images = model.sample(jax.random.key(0), 16, num_steps=10)
+    assert images.shape == (16, *model.image_shape) and bool(jnp.all(jnp.isfinite(images)))
