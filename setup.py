@@ -42,6 +42,8 @@ setup(
         "scikit-learn>=1.3",
         "scipy>=1.11",
         "tensorboardX>=2.6",
+        "safetensors>=0.4",  # shipped weights (jaxdiff/weights), read without jax
     ],
+    package_data={"jaxdiff": ["weights/*.safetensors", "weights/*.json"]},
     extras_require={"test": TEST, "eval": EVAL, "dev": DEV, "notebooks": NOTEBOOKS},
 )
