@@ -300,8 +300,9 @@ NFE = [
     ("pc", "vp", 10, {"n_corrector": 2}, 31),  # N (1 + n_corrector) + final denoise
     ("annealed_langevin", "ve", 4, {"steps_per_level": 3}, 13),
     ("ode_euler", "vp", 10, {}, 10),
-    ("ode_heun", "vp", 10, {}, 19),  # 2N - 1
-    ("edm_stochastic", "ve", 10, {}, 19),
+    ("ode_heun", "vp", 10, {}, 19),  # 2N - 1: the last step goes to sigma = 0 (Euler)
+    ("ode_heun", "ve", 10, {}, 20),  # 2N: VE ends at sigma_min > 0 (Heun to the end)
+    ("edm_stochastic", "ve", 10, {}, 20),
     ("dpm_solver++", "vp", 10, {"denoise_final": True}, 11),
 ]
 

@@ -4,9 +4,12 @@ At each step the state is first pushed up to a higher noise level,
 sigma-hat' = sigma-hat_t (1 + gamma) with gamma = min(S_churn / N, sqrt(2) - 1) inside
 [S_tmin, S_tmax] (0 outside), by adding fresh noise of std
 sqrt(sigma-hat'^2 - sigma-hat_t^2) S_noise; then one Heun step of the probability-flow ODE
-(:mod:`jaxdiff.samplers.ode`) goes from sigma-hat' down to sigma-hat_s (Euler on the last
-step). Noise levels are sigma-hat = sigma / scale in units of the data, as in the paper;
-the time of the churned level comes from inverting the log-SNR (capped at t = 1).
+(:mod:`jaxdiff.samplers.ode`) goes from sigma-hat' down to sigma-hat_s (Euler on a step
+to sigma-hat = 0, as Algorithm 2's ``if sigma_{i+1} != 0``). Where gamma = 0 (S_churn = 0,
+or a level outside [S_tmin, S_tmax]) the step is exactly ``ode_heun``'s: no noise is
+added, not even the rounding error of sqrt(sigma-hat'^2 - sigma-hat_t^2). Noise levels are
+sigma-hat = sigma / scale in units of the data, as in the paper; the time of the churned
+level comes from inverting the log-SNR (capped at t = 1).
 """
 
 import jax
@@ -14,7 +17,7 @@ import jax.numpy as jnp
 
 from jaxdiff.samplers._driver import Stepper
 from jaxdiff.samplers.grids import time_at_log_snr
-from jaxdiff.samplers.ode import heun_update
+from jaxdiff.samplers.ode import heun_or_euler
 
 
 def _churn(process, x, t, key, opts):
@@ -30,22 +33,17 @@ def _churn(process, x, t, key, opts):
     z = jax.random.normal(key, x.shape, x.dtype)
     extra = jnp.sqrt(jnp.maximum(jnp.square(s_hat) - jnp.square(s_t), 0.0))
     y_hat = x / scale_t + extra * opts["S_noise"] * z
-    return process.scale(t_hat) * y_hat, t_hat
+    # gamma = 0: exactly the deterministic state (no rounding noise, no rescaling).
+    x_hat = jnp.where(gamma > 0, process.scale(t_hat) * y_hat, x)
+    return x_hat, t_hat
 
 
 def edm_stochastic_step(net, process, x, aux, sd, key, opts):
-    """Churn, then Heun from the churned level to sd.s (Euler on the last step)."""
+    """Churn, then Heun from the churned level to sd.s (Euler on a step to sigma = 0)."""
     x_hat, t_hat = _churn(process, x, sd.t, key, opts)
     d = net(x_hat, t_hat).eps
-
-    def euler(x_hat):
-        scale_h, sigma_h = process.marginal(t_hat)
-        scale_s, sigma_s = process.marginal(sd.s)
-        return scale_s * (x_hat / scale_h + (sigma_s / scale_s - sigma_h / scale_h) * d)
-
-    heun = lambda x_hat: heun_update(net, process, x_hat, t_hat, sd.s, d)
-    x_next = jax.lax.cond(sd.is_last, euler, heun, x_hat)
-    return x_next, aux, jnp.where(sd.is_last, 1, 2)
+    x_next, calls = heun_or_euler(net, process, x_hat, t_hat, sd.s, d)
+    return x_next, aux, 1 + calls
 
 
 EDM_STOCHASTIC = Stepper(step=edm_stochastic_step, order=1.0)
