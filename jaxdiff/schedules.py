@@ -348,6 +348,31 @@ class DiscreteSchedule(Process):
         )
         return jnp.log(jnp.where(i == 0, tilde_1, tilde)), jnp.log(beta)
 
+    def fixed_log_variance(self, t: Array, kind: str = "beta") -> Array:
+        """The reverse step's fixed log variance as DDPM's and iDDPM's reference code.
+
+        ``"beta"`` (fixed-large) is log beta_i, except at step 0 where it is
+        log beta-tilde_1 (that code's ``np.append(posterior_variance[1], betas[1:])``, "to
+        get a better decoder log likelihood"); ``"beta_tilde"`` (fixed-small) is log
+        beta-tilde_i clipped at step 0 to beta-tilde_1. Only the decoder term of the bound
+        sees the difference: samplers add no noise on the last step.
+
+        Args:
+          t: grid times, shape (B,) or scalar.
+          kind: "beta" or "beta_tilde".
+
+        Returns:
+          log variances shaped like ``t``.
+        """
+        log_tilde, log_beta = self.log_variance_bounds(t)
+        fixed = {
+            "beta": jnp.where(self.index(t) == 0, log_tilde, log_beta),
+            "beta_tilde": log_tilde,
+        }
+        if kind not in fixed:
+            raise ValueError(f"Unknown variance {kind!r}; valid: {sorted(fixed)}.")
+        return fixed[kind]
+
     def learned_log_variance(self, v: Array, t: Array) -> Array:
         """iDDPM's learned variance: log var = f log beta + (1 - f) log beta-tilde, f = (v+1)/2.
 
