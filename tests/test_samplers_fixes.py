@@ -9,6 +9,7 @@
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sampler_targets import DIM, exact_score
@@ -59,3 +60,22 @@ def test_heun_corrects_the_last_step_unless_it_ends_at_sigma_zero(method):
     nfe, calls = _calls(method, VP, 10, t_end=0.05)
     assert nfe == 20
     np.testing.assert_allclose(calls[-1], 0.05, rtol=1e-6)
+
+
+@pytest.mark.parametrize("process", [VE, VP], ids=["ve", "vp"])
+def test_annealed_langevin_starts_at_the_top_level(process):
+    # Song & Ermon, Alg. 1: levels sigma_1 = sigma_max > ... > sigma_L, L = num_steps.
+    nfe, calls = _calls("annealed_langevin", process, 4, steps_per_level=3, t_end=0.01,
+                        denoise_final=False)  # fmt: skip
+    assert nfe == 12
+    levels = np.unique(np.concatenate([np.ravel(c)[:1] for c in calls]))[::-1]
+    assert len(levels) == 4
+    np.testing.assert_allclose(levels[[0, -1]], [1.0, 0.01], rtol=1e-5)
+    lam = np.asarray(process.log_snr(jnp.asarray(levels)))
+    np.testing.assert_allclose(np.diff(lam), np.diff(lam)[0], rtol=1e-3)  # log-SNR uniform
+
+
+def test_annealed_langevin_needs_two_levels():
+    with pytest.raises(ValueError, match="noise levels from t_start to t_end.*>= 2"):
+        samplers.sample(jax.random.key(0), lambda x, t: -x, VE, (2, 3),
+                        method="annealed_langevin", num_steps=1)  # fmt: skip

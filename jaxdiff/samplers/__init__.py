@@ -51,6 +51,8 @@ class Method(NamedTuple):
       denoise_final: whether to replace x by D(x, t_end) at the end by default (+1 NFE).
       options: the method's own options and their defaults.
       discrete: needs a DiscreteSchedule.
+      levels: num_steps counts noise levels from t_start to t_end, both included (the
+        grid has num_steps - 1 intervals; the stepper's first step stays at t_start).
     """
 
     stepper: Stepper | None
@@ -59,6 +61,7 @@ class Method(NamedTuple):
     denoise_final: bool
     options: dict
     discrete: bool = False
+    levels: bool = False
 
 
 METHODS: dict[str, Method] = {
@@ -74,6 +77,7 @@ METHODS: dict[str, Method] = {
         1e-3,
         True,
         {"steps_per_level": 100, "step_size": 2e-5},
+        levels=True,
     ),
     "ode_euler": Method(ode.EULER, "edm", 0.0, False, {}),
     "ode_heun": Method(ode.HEUN, "edm", 0.0, False, {}),
@@ -235,11 +239,20 @@ def _grid_times(spec: Method, process, num_steps: int, opts: dict):
             raise ValueError("return_trajectory is not available for ode_adaptive.")
         return jnp.zeros((2,), jnp.float32)
     params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
+    intervals = num_steps
+    if spec.levels:
+        grids.check_span(num_steps, opts["t_start"], opts["t_end"])
+        if num_steps < 2:
+            raise ValueError(
+                f"num_steps counts noise levels from t_start to t_end here; it must be >= 2; "
+                f"got num_steps={num_steps}."
+            )
+        intervals = num_steps - 1
     # Grids are host data: build them eagerly even when sample() is called under jit.
     with jax.ensure_compile_time_eval():
         try:
             grid = grids.build(
-                opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params
+                opts["grid"], process, intervals, opts["t_start"], opts["t_end"], **params
             )
         except jax.errors.ConcretizationTypeError as e:
             raise ValueError(
@@ -247,6 +260,8 @@ def _grid_times(spec: Method, process, num_steps: int, opts: dict):
                 "process holds traced values (sample() called under jit with a traced "
                 "process): pass a concrete process, or grid='uniform' / 'quadratic'."
             ) from e
+    if spec.levels:  # a first step that stays at t_start: its level is the top one
+        return jnp.asarray(np.concatenate([grid.times[:1], grid.times]))
     return jnp.asarray(grid.times)
 
 
@@ -285,8 +300,8 @@ def sample(
       process: an SDE or a DiscreteSchedule (required by ddpm/ddim).
       shape: (B, ...), the shape of the samples.
       method: the sampler; see docs/samplers.md for the table of methods.
-      num_steps: number of grid intervals (noise levels for annealed_langevin; the first
-        step is span / num_steps for ode_adaptive).
+      num_steps: number of grid intervals (noise levels, t_start and t_end included, for
+        annealed_langevin; the first step is span / num_steps for ode_adaptive).
       kind: what model_fn predicts: "score", "eps", "x0" or "v".
       x_init: the starting point at t_start, shape ``shape`` (default: a prior draw;
         required when t_start < 1, e.g. SDEdit).

@@ -9,8 +9,10 @@ Each grid interval [t_k, t_{k+1}] moves to the next noise level t_{k+1}, then ru
    \\qquad \\alpha_i = \\epsilon\\, \\sigma_i^2 / \\sigma_L^2,
 
 with sigma_i = sigma(t_i) the noise std of the level and sigma_L that of the last level
-(t_end). With ``num_steps`` intervals there are ``num_steps`` levels, t_1 ... t_N = t_end;
-the default grid is uniform in log-SNR, i.e. geometric sigma levels for VE, as the paper.
+(t_end). ``num_steps`` = L levels t_1 = t_start (sigma_1 = sigma_max, the top level, as
+Song & Ermon start) ... t_L = t_end, so L >= 2; the default grid is uniform in log-SNR,
+i.e. geometric sigma levels for VE, as the paper. The driver's grid for L levels is
+(t_1, t_1, t_2, ..., t_L): step k runs the chain at level sd.s = t_{k+1}.
 Langevin steps j of level k draw noise from ``fold_in(key_k, j)``.
 """
 
