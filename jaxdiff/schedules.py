@@ -72,7 +72,8 @@ class AlphaBarProcess(Process):
     params: tuple = flax.struct.field(pytree_node=False, default=(0.008,))
 
     def alpha_bar(self, t):
-        return ALPHA_BARS[self.kind](t, *self.params)
+        """alpha_bar(t), exactly 1 at t = 0 (compiled cos/exp may round f(0) / f(0))."""
+        return jnp.where(t == 0, 1.0, ALPHA_BARS[self.kind](t, *self.params))
 
     def scale(self, t: Array) -> Array:
         return jnp.sqrt(self.alpha_bar(jnp.asarray(t, jnp.float32)))
@@ -295,6 +296,20 @@ class DiscreteSchedule(Process):
         """
         i = jnp.round(jnp.asarray(t, jnp.float32) * self.num_steps).astype(jnp.int32) - 1
         return jnp.clip(i, 0, self.num_steps - 1)
+
+    def round_to_level(self, t: Array) -> Array:
+        """The nearest time whose noise level the schedule defines: (i + 1) / N, or 0.
+
+        t = 0 (clean data) stays 0; any t > 0 goes to the nearest step time, at least 1 / N
+        (EDM's ``round_sigma`` for discrete-time networks). Works on NumPy and JAX arrays.
+
+        Returns:
+          times shaped like ``t`` (NumPy float64 for NumPy input, float32 JAX otherwise).
+        """
+        xp = np if isinstance(t, (float, int, np.ndarray, np.number)) else jnp
+        n = self.num_steps
+        k = xp.clip(xp.round(xp.asarray(t) * n), 1, n)
+        return xp.where(xp.asarray(t) > 0, k / n, 0.0)
 
     def _log_alpha_bar(self, t: Array) -> Array:
         grid = jnp.arange(self.num_steps + 1, dtype=jnp.float32) / self.num_steps

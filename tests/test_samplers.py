@@ -388,15 +388,6 @@ def test_model_kinds_agree():
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-def test_discrete_schedule_uses_its_continuous_form():
-    sched = schedules.DiscreteSchedule.from_name("cosine", 1000)
-    key, shape = jax.random.key(4), (8, 3)
-    a, _ = samplers.sample(key, lambda x, t: -x, sched, shape, method="ode_heun", num_steps=5)
-    b, _ = samplers.sample(key, lambda x, t: -x, sched.continuous, shape, method="ode_heun",
-                           num_steps=5)  # fmt: skip
-    np.testing.assert_array_equal(a, b)
-
-
 def _bad(**overrides):
     args = dict(key=jax.random.key(0), model_fn=lambda x, t, **c: -x,
                 process=PROCESSES["vp"], shape=(4, 2), method="ode_euler", num_steps=5)  # fmt: skip

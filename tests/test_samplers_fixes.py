@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sampler_targets import DIM, exact_score
 
-from jaxdiff import samplers, sdes
+from jaxdiff import samplers, schedules, sdes
 
 VE = sdes.VESDE(sigma_min=0.01, sigma_max=100.0)
 VP = sdes.VPSDE(beta_min=0.1, beta_max=20.0)
@@ -79,3 +79,53 @@ def test_annealed_langevin_needs_two_levels():
     with pytest.raises(ValueError, match="noise levels from t_start to t_end.*>= 2"):
         samplers.sample(jax.random.key(0), lambda x, t: -x, VE, (2, 3),
                         method="annealed_langevin", num_steps=1)  # fmt: skip
+
+
+COSINE = schedules.DiscreteSchedule.from_name("cosine", 1024)  # as the shipped models
+ON_LEVELS = [
+    ("ode_euler", {}),
+    ("ode_heun", {}),
+    ("edm_stochastic", {}),  # S_churn = 40: churned levels are rounded to trained ones
+    ("edm_stochastic", {"S_tmin": 0.0, "S_tmax": 1e9, "S_churn": 5.0}),
+    ("dpm_solver++", {"denoise_final": True}),
+    ("euler_maruyama", {}),
+    ("pc", {}),
+    ("annealed_langevin", {"steps_per_level": 2}),
+    ("ode_heun", {"grid": "log_snr", "t_end": 1e-3}),
+    ("dpm_solver++", {"grid": "quadratic"}),
+]
+
+
+@pytest.mark.parametrize("method, options", ON_LEVELS, ids=[m for m, _ in ON_LEVELS])
+def test_discrete_network_is_queried_only_at_trained_levels(method, options):
+    # A network trained on the 1024 discrete steps knows t_i = (i + 1) / 1024 only; the
+    # continuous form's noise level differs from alphas_cumprod by up to a few percent.
+    _, calls = _calls(method, COSINE, 12, **options)
+    t = np.concatenate([np.ravel(c) for c in calls]) * COSINE.num_steps
+    assert np.all(t >= 1 - 1e-3)
+    np.testing.assert_allclose(t, np.round(t), atol=2e-3)
+
+
+def test_continuous_samplers_see_the_trained_alphas_cumprod():
+    # The x0 a v-prediction network implies is computed with the sampler's noise level: on
+    # a point mass at c an exact discrete v-model (alpha_bar looked up in the table at
+    # round(t N)) makes every sampler return c exactly only if the sampler uses the table.
+    c = jnp.array([[0.5, -0.25, 1.0]])
+
+    def v_model(x, t):
+        ab = COSINE.alphas_cumprod[jnp.round(t * COSINE.num_steps).astype(jnp.int32) - 1]
+        a, s = jnp.sqrt(ab)[:, None], jnp.sqrt(1 - ab)[:, None]
+        eps = (x - a * c) / s
+        return a * eps - s * c
+
+    for method in ("ode_heun", "dpm_solver++", "ode_euler"):
+        x, _ = samplers.sample(jax.random.key(0), v_model, COSINE, (4, 3), method=method,
+                               num_steps=10, kind="v", denoise_final=True)  # fmt: skip
+        np.testing.assert_allclose(x, jnp.broadcast_to(c, x.shape), atol=1e-4, err_msg=method)
+
+
+def test_too_many_steps_for_the_levels_raise():
+    sched = schedules.DiscreteSchedule.from_name("cosine", 20)
+    with pytest.raises(ValueError, match="needs more levels than the 20-step schedule"):
+        samplers.sample(jax.random.key(0), lambda x, t: -x, sched, (2, 3), method="ode_heun",
+                        num_steps=40)  # fmt: skip

@@ -11,10 +11,14 @@ float options and the array leaves of ``model_fn`` (pass parameters with
 ``jax.tree_util.Partial(apply_fn, params)`` or ``functools.partial``) are arguments of
 the compiled function, so new values do not recompile.
 
-``ddpm`` and ``ddim`` need a DiscreteSchedule. Every other method treats the model as a
-model of a continuous process: given a DiscreteSchedule they use its continuous form
-``schedule.continuous`` (smooth in t, which the ODE solvers and the adaptive controller
-need; the schedule's own piecewise-linear marginal would put kinks in the drift).
+``ddpm`` and ``ddim`` need a DiscreteSchedule. Every other method, given a
+DiscreteSchedule, integrates the schedule itself: its marginal is the trained
+``alphas_cumprod`` at the step times t_i = (i + 1) / N and log-linear in t between them
+(DPM-Solver's discrete ``NoiseScheduleVP``), and every time where a fixed-grid method calls
+the network (grid times, t_start, t_end, EDM's churned level) is moved to the nearest step
+time, so a discrete-time network is evaluated only at noise levels it was trained on.
+Only ``ode_adaptive`` steps between levels, where it sees the interpolated table (as
+DPM-Solver does for discrete models).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -274,8 +278,6 @@ def _process_for(name: str, spec: Method, process) -> Process:
             f"); got {type(process).__name__}. Continuous processes: use 'ode_heun', "
             "'dpm_solver++', 'euler_maruyama', ..."
         )
-    if not spec.discrete and isinstance(process, DiscreteSchedule):
-        return process.continuous
     return process
 
 
@@ -324,6 +326,9 @@ def sample(
     _check_kind(kind)
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
+    if isinstance(process, DiscreteSchedule) and not spec.discrete:
+        for k in ("t_start", "t_end"):  # the network sees only trained levels
+            opts[k] = float(process.round_to_level(float(opts[k])))
     cond = {k: opts.pop(k) for k in COND_KEYS if opts[k] is not None}
     for k in COND_KEYS:
         opts.pop(k, None)

@@ -9,7 +9,9 @@ to sigma-hat = 0, as Algorithm 2's ``if sigma_{i+1} != 0``). Where gamma = 0 (S_
 or a level outside [S_tmin, S_tmax]) the step is exactly ``ode_heun``'s: no noise is
 added, not even the rounding error of sqrt(sigma-hat'^2 - sigma-hat_t^2). Noise levels are
 sigma-hat = sigma / scale in units of the data, as in the paper; the time of the churned
-level comes from inverting the log-SNR (capped at t = 1).
+level comes from inverting the log-SNR (capped at t = 1) and, for a DiscreteSchedule, is
+rounded to the nearest trained level (EDM's ``round_sigma``); the added noise then makes up
+the variance of that level exactly.
 """
 
 import jax
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 from jaxdiff.samplers._driver import Stepper
 from jaxdiff.samplers.grids import time_at_log_snr
 from jaxdiff.samplers.ode import heun_or_euler
+from jaxdiff.schedules import DiscreteSchedule
 
 
 def _churn(process, x, t, key, opts):
@@ -29,12 +32,17 @@ def _churn(process, x, t, key, opts):
     scale_1, sigma_1 = process.marginal(jnp.float32(1.0))
     s_hat = jnp.minimum(s_t * (1.0 + gamma), sigma_1 / scale_1)
     t_hat = jnp.where(gamma > 0, time_at_log_snr(process, -2.0 * jnp.log(s_hat)), t)
-    s_hat = jnp.where(gamma > 0, s_hat, s_t)
+    churn = gamma > 0
+    if isinstance(process, DiscreteSchedule):  # static: the process's Python type
+        t_hat = process.round_to_level(t_hat)
+        churn = t_hat > t
+        scale_hat, sigma_hat = process.marginal(t_hat)
+        s_hat = sigma_hat / scale_hat
     z = jax.random.normal(key, x.shape, x.dtype)
     extra = jnp.sqrt(jnp.maximum(jnp.square(s_hat) - jnp.square(s_t), 0.0))
     y_hat = x / scale_t + extra * opts["S_noise"] * z
-    # gamma = 0: exactly the deterministic state (no rounding noise, no rescaling).
-    x_hat = jnp.where(gamma > 0, process.scale(t_hat) * y_hat, x)
+    # No churn: exactly the deterministic state (no rounding noise, no rescaling).
+    x_hat = jnp.where(churn, process.scale(t_hat) * y_hat, x)
     return x_hat, t_hat
 
 
