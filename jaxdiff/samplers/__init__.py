@@ -41,7 +41,7 @@ from jaxdiff import parametrization
 from jaxdiff._process import Process
 from jaxdiff._types import Array, PRNGKey
 from jaxdiff.samplers import adaptive, discrete, dpm_solver, edm, grids, langevin, ode, sde
-from jaxdiff.samplers._driver import Stepper, make_net, run_grid
+from jaxdiff.samplers._driver import Stepper, is_batched_key, make_net, normal, run_grid, split
 from jaxdiff.schedules import DiscreteSchedule
 
 
@@ -103,6 +103,8 @@ _GRID_KEYS = ("grid", "rho", "sigma_min", "spacing")
 _COMMON = {
     "t_start": 1.0,
     "return_trajectory": False,
+    "preview_fn": None,
+    "preview_every": 1,
     "learned_variance": False,
     **dict.fromkeys(_GRID_KEYS + COND_KEYS),
 }
@@ -119,6 +121,8 @@ _RULES = {
     "rtol": (lambda v: v > 0, "a float > 0"),
     "atol": (lambda v: v > 0, "a float > 0"),
     "max_steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "preview_fn": (lambda v: v is None or callable(v), "None or a callable (step, t, x0)"),
+    "preview_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "S_churn": (lambda v: v >= 0, "a float >= 0"),
     "S_noise": (lambda v: v > 0, "a float > 0"),
 }
@@ -149,6 +153,37 @@ def _options(name: str, spec: Method, options: dict) -> dict:
         if key in opts and not ok(opts[key]):
             raise ValueError(f"Option {key} must be {allowed}; got {key}={opts[key]!r}.")
     return opts
+
+
+def _as_key(key, batch: int):
+    """One PRNG key, or one per example: typed keys (B,), raw keys (B, 2) or int seeds (B,).
+
+    Raises:
+      ValueError: a key array whose leading axis is not the batch size, or not a key.
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(key)
+    key = key if isinstance(key, jax.Array) else jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    raw_single = key.dtype == jnp.uint32 and key.shape == (2,)
+    if not typed and not raw_single and jnp.issubdtype(key.dtype, jnp.integer):
+        if key.ndim == 0:
+            return jax.random.key(key)
+        if key.shape == (batch,):  # seeds, one per example
+            return jax.vmap(jax.random.key)(key)
+    if (typed or key.dtype == jnp.uint32) and is_batched_key(key):
+        if key.shape[0] != batch:
+            raise ValueError(
+                f"A per-example key array needs one key per example ({batch}); got shape "
+                f"{key.shape}."
+            )
+        return key
+    if typed and key.ndim == 0 or raw_single:
+        return key
+    raise ValueError(
+        f"key must be a PRNG key, a (B,) = ({batch},) array of keys or of integer seeds; "
+        f"got dtype {key.dtype}, shape {key.shape}."
+    )
 
 
 def _check_kind(kind: str) -> None:
@@ -217,15 +252,29 @@ def _run(config: _Config, dyn: dict):
     opts = {**dict(config.static_opts), **dyn["opts"]}
     process, times = dyn["process"], dyn["times"]
     net = make_net(model_fn, config.kind, process, dyn["cond"], opts["learned_variance"])
-    key_init, key_steps = jax.random.split(dyn["key"])
-    x = dyn["x_init"] if config.has_x_init else process.prior_sample(key_init, config.shape)
+    key_init, key_steps = split(dyn["key"])
+    if config.has_x_init:
+        x = dyn["x_init"]
+    else:
+        x = process.prior_std * normal(key_init, config.shape)
     spec = METHODS[config.method]
     trajectory = None
     if spec.stepper is None:
         x, info = adaptive.solve(net, process, x, opts)
     else:
+        preview = (
+            None if opts["preview_fn"] is None else (opts["preview_fn"], opts["preview_every"])
+        )
         x, nfe, trajectory = run_grid(
-            spec.stepper, net, process, x, times, key_steps, opts, opts["return_trajectory"]
+            spec.stepper,
+            net,
+            process,
+            x,
+            times,
+            key_steps,
+            opts,
+            opts["return_trajectory"],
+            preview,
         )
         info = {"nfe": nfe}
     if opts["denoise_final"]:
@@ -239,8 +288,9 @@ def _run(config: _Config, dyn: dict):
 def _grid_times(spec: Method, process, num_steps: int, opts: dict):
     if spec.stepper is None:
         grids.check_span(num_steps, opts["t_start"], opts["t_end"])
-        if opts["return_trajectory"]:
-            raise ValueError("return_trajectory is not available for ode_adaptive.")
+        for k in ("return_trajectory", "preview_fn"):
+            if opts[k]:
+                raise ValueError(f"{k} is not available for ode_adaptive.")
         return jnp.zeros((2,), jnp.float32)
     params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
     intervals = num_steps
@@ -297,6 +347,11 @@ def sample(
 
     Args:
       key: PRNG key; x_init (if drawn) uses one half, step k of the loop fold_in(other, k).
+        Per-example randomness: a (B,) array of keys (``jax.random.split(key, B)``, or raw
+        (B, 2) keys) or of int32 seeds; example i then draws all its noise from key i
+        alone, so it equals the same key sampled in a batch of one (except ``pc``, whose
+        SNR step size uses batch means, and ``ode_adaptive``, whose error norm is the
+        batch maximum).
       model_fn: ``(x, t, **cond) -> prediction`` (or ``(prediction, v)`` with
         ``learned_variance=True``), x (B, ...), t (B,) in [0, 1].
       process: an SDE or a DiscreteSchedule (required by ddpm/ddim).
@@ -308,7 +363,11 @@ def sample(
       x_init: the starting point at t_start, shape ``shape`` (default: a prior draw;
         required when t_start < 1, e.g. SDEdit).
       **options: common ones: t_start (1.0), t_end, denoise_final, grid, rho, sigma_min,
-        spacing, return_trajectory, learned_variance, and conditioning (label=,
+        spacing, return_trajectory, learned_variance, preview_fn (a host function
+        ``fn(step, t, x0)`` called with the x0 predicted at steps k % preview_every == 0
+        and the last one, for progressive previews; no extra network calls; a static
+        option: pass the same function to reuse the compiled sampler), preview_every,
+        and conditioning (label=,
         context=, context_mask=) passed to model_fn; plus each method's own
         (``METHODS[method].options``).
 
@@ -334,6 +393,7 @@ def sample(
         opts.pop(k, None)
     times = _grid_times(spec, process, num_steps, opts)
     _check_inputs(shape, x_init, cond, opts)
+    key = _as_key(key, shape[0])
     for k in _GRID_KEYS:
         opts.pop(k)
     opts["num_steps"] = int(num_steps)

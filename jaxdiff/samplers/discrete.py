@@ -25,11 +25,10 @@ Both draw the noise of step k as ``normal(fold_in(key, k))``: on one grid with o
 they consume identical noise.
 """
 
-import jax
 import jax.numpy as jnp
 
 from jaxdiff._process import expand_like
-from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers._driver import Stepper, normal
 
 
 def alpha_bar(schedule, t):
@@ -66,7 +65,7 @@ def _predict(net, x, sd, ab_t, opts):
 
 
 def _normal(key, x):
-    return jax.random.normal(key, x.shape, x.dtype)
+    return normal(key, x.shape, x.dtype)
 
 
 def ddpm_step(net, schedule, x, aux, sd, key, opts):

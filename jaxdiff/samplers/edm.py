@@ -14,10 +14,9 @@ rounded to the nearest trained level (EDM's ``round_sigma``); the added noise th
 the variance of that level exactly.
 """
 
-import jax
 import jax.numpy as jnp
 
-from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers._driver import Stepper, normal
 from jaxdiff.samplers.grids import time_at_log_snr
 from jaxdiff.samplers.ode import heun_or_euler
 from jaxdiff.schedules import DiscreteSchedule
@@ -38,7 +37,7 @@ def _churn(process, x, t, key, opts):
         churn = t_hat > t
         scale_hat, sigma_hat = process.marginal(t_hat)
         s_hat = sigma_hat / scale_hat
-    z = jax.random.normal(key, x.shape, x.dtype)
+    z = normal(key, x.shape, x.dtype)
     extra = jnp.sqrt(jnp.maximum(jnp.square(s_hat) - jnp.square(s_t), 0.0))
     y_hat = x / scale_t + extra * opts["S_noise"] * z
     # No churn: exactly the deterministic state (no rounding noise, no rescaling).

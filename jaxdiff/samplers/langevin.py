@@ -19,7 +19,7 @@ Langevin steps j of level k draw noise from ``fold_in(key_k, j)``.
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers._driver import Stepper, fold_in, normal
 
 
 def annealed_langevin_step(net, process, x, aux, sd, key, opts):
@@ -32,7 +32,7 @@ def annealed_langevin_step(net, process, x, aux, sd, key, opts):
     alpha = opts["step_size"] * jnp.square(sigma_level / process.sigma(opts["t_end"]))
 
     def body(j, x):
-        z = jax.random.normal(jax.random.fold_in(key, j), x.shape, x.dtype)
+        z = normal(fold_in(key, j), x.shape, x.dtype)
         return x + 0.5 * alpha * net(x, sd.s).score + jnp.sqrt(alpha) * z
 
     return jax.lax.fori_loop(0, n, body, x), aux, n

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 
 from jaxdiff import sdes
 from jaxdiff._process import expand_like
-from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers._driver import Stepper, fold_in, normal
 
 
 def _normal(key, x, j: int = 0):
-    return jax.random.normal(jax.random.fold_in(key, j), x.shape, x.dtype)
+    return normal(fold_in(key, j), x.shape, x.dtype)
 
 
 def euler_maruyama_step(net, process, x, aux, sd, key, opts):
