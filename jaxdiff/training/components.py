@@ -7,7 +7,7 @@ which hand every module plain constructor arguments.
 import jax.numpy as jnp
 import ml_collections
 
-from jaxdiff import schedules, sdes
+from jaxdiff import denoiser, schedules, sdes
 from jaxdiff.data import pipeline, sources
 from jaxdiff.training import optim
 from jaxdiff.training import step as step_lib
@@ -156,7 +156,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
         options["learned_variance"] = True
 
     def sample(params, key, labels=None):
-        model_fn = step_lib.make_model_fn(
+        model_fn = denoiser.make_model_fn(
             net.apply, params, process, config.loss.noise_level, split_output=learned
         )
         cond = {}
