@@ -41,149 +41,48 @@ from jaxdiff import parametrization
 from jaxdiff._process import Process
 from jaxdiff._types import Array, PRNGKey
 from jaxdiff.samplers import adaptive, discrete, dpm_solver, edm, grids, langevin, ode, sde
-from jaxdiff.samplers._driver import Stepper, is_batched_key, make_net, normal, run_grid, split
+from jaxdiff.samplers._driver import Stepper, as_key, make_net, normal, run_grid, split
+from jaxdiff.samplers.options import SamplerOptions
 from jaxdiff.schedules import DiscreteSchedule
 
 
 class Method(NamedTuple):
-    """A registered sampler: stepper, default grid and end time, its own options.
+    """A registered sampler: its stepper and its options record.
 
     Attributes:
       stepper: the step function and order (None: the adaptive solve).
-      grid: the default grid name (see :data:`grids.GRIDS`).
-      t_end: the default final time.
-      denoise_final: whether to replace x by D(x, t_end) at the end by default (+1 NFE).
-      options: the method's own options and their defaults.
+      options: the options record (defaults, checks, static vs traced; its module).
       discrete: needs a DiscreteSchedule.
       levels: num_steps counts noise levels from t_start to t_end, both included (the
         grid has num_steps - 1 intervals; the stepper's first step stays at t_start).
     """
 
     stepper: Stepper | None
-    grid: str | None
-    t_end: float
-    denoise_final: bool
-    options: dict
+    options: type[SamplerOptions]
     discrete: bool = False
     levels: bool = False
 
 
 METHODS: dict[str, Method] = {
-    "ddpm": Method(
-        discrete.DDPM, "discrete", 0.0, False, {"variance": "beta_tilde", "clip_x0": None}, True
-    ),
-    "ddim": Method(discrete.DDIM, "discrete", 0.0, False, {"eta": 0.0, "clip_x0": None}, True),
-    "euler_maruyama": Method(sde.EULER_MARUYAMA, "uniform", 1e-3, True, {}),
-    "pc": Method(sde.PC, "uniform", 1e-3, True, {"snr": 0.16, "n_corrector": 1}),
-    "annealed_langevin": Method(
-        langevin.ANNEALED_LANGEVIN,
-        "log_snr",
-        1e-3,
-        True,
-        {"steps_per_level": 100, "step_size": 2e-5},
-        levels=True,
-    ),
-    "ode_euler": Method(ode.EULER, "edm", 0.0, False, {}),
-    "ode_heun": Method(ode.HEUN, "edm", 0.0, False, {}),
-    "ode_adaptive": Method(
-        None, None, 1e-3, True, {"rtol": 1e-5, "atol": 1e-5, "max_steps": 10_000}
-    ),
-    "edm_stochastic": Method(
-        edm.EDM_STOCHASTIC,
-        "edm",
-        0.0,
-        False,
-        {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.0},
-    ),
-    "dpm_solver++": Method(dpm_solver.DPM_SOLVER_PP, "log_snr", 1e-3, False, {}),
+    "ddpm": Method(discrete.DDPM, discrete.DDPMOptions, discrete=True),
+    "ddim": Method(discrete.DDIM, discrete.DDIMOptions, discrete=True),
+    "euler_maruyama": Method(sde.EULER_MARUYAMA, sde.SDEOptions),
+    "pc": Method(sde.PC, sde.PCOptions),
+    "annealed_langevin": Method(langevin.ANNEALED_LANGEVIN, langevin.LangevinOptions, levels=True),
+    "ode_euler": Method(ode.EULER, ode.ODEOptions),
+    "ode_heun": Method(ode.HEUN, ode.ODEOptions),
+    "ode_adaptive": Method(None, adaptive.AdaptiveOptions),
+    "edm_stochastic": Method(edm.EDM_STOCHASTIC, edm.EDMOptions),
+    "dpm_solver++": Method(dpm_solver.DPM_SOLVER_PP, dpm_solver.DPMSolverOptions),
 }
 
 COND_KEYS = ("label", "context", "context_mask")
-_GRID_KEYS = ("grid", "rho", "sigma_min", "spacing")
-_COMMON = {
-    "t_start": 1.0,
-    "return_trajectory": False,
-    "preview_fn": None,
-    "preview_every": 1,
-    "learned_variance": False,
-    **dict.fromkeys(_GRID_KEYS + COND_KEYS),
-}
-
-# option -> (is it allowed?, what is allowed)
-_RULES = {
-    "eta": (lambda v: v >= 0, "a float >= 0"),
-    "clip_x0": (lambda v: v is None or v > 0, "None or a float > 0"),
-    "variance": (lambda v: v in ("beta", "beta_tilde"), "'beta' or 'beta_tilde'"),
-    "snr": (lambda v: v > 0, "a float > 0"),
-    "n_corrector": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "steps_per_level": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "step_size": (lambda v: v > 0, "a float > 0"),
-    "rtol": (lambda v: v > 0, "a float > 0"),
-    "atol": (lambda v: v > 0, "a float > 0"),
-    "max_steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "preview_fn": (lambda v: v is None or callable(v), "None or a callable (step, t, x0)"),
-    "preview_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "S_churn": (lambda v: v >= 0, "a float >= 0"),
-    "S_noise": (lambda v: v > 0, "a float > 0"),
-}
 
 
 def _method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"Unknown method {name!r}; valid methods: {sorted(METHODS)}.")
     return METHODS[name]
-
-
-def _options(name: str, spec: Method, options: dict) -> dict:
-    """Defaults merged with the user's options; unknown or invalid ones raise."""
-    defaults = {
-        **_COMMON,
-        "t_end": spec.t_end,
-        "denoise_final": spec.denoise_final,
-        "grid": spec.grid,
-        **spec.options,
-    }
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"Unknown options {unknown} for method {name!r}; valid options: {sorted(defaults)}."
-        )
-    opts = {**defaults, **options}
-    for key, (ok, allowed) in _RULES.items():
-        if key in opts and not ok(opts[key]):
-            raise ValueError(f"Option {key} must be {allowed}; got {key}={opts[key]!r}.")
-    return opts
-
-
-def _as_key(key, batch: int):
-    """One PRNG key, or one per example: typed keys (B,), raw keys (B, 2) or int seeds (B,).
-
-    Raises:
-      ValueError: a key array whose leading axis is not the batch size, or not a key.
-    """
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(key)
-    key = key if isinstance(key, jax.Array) else jnp.asarray(key)
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    raw_single = key.dtype == jnp.uint32 and key.shape == (2,)
-    if not typed and not raw_single and jnp.issubdtype(key.dtype, jnp.integer):
-        if key.ndim == 0:
-            return jax.random.key(key)
-        if key.shape == (batch,):  # seeds, one per example
-            return jax.vmap(jax.random.key)(key)
-    if (typed or key.dtype == jnp.uint32) and is_batched_key(key):
-        if key.shape[0] != batch:
-            raise ValueError(
-                f"A per-example key array needs one key per example ({batch}); got shape "
-                f"{key.shape}."
-            )
-        return key
-    if typed and key.ndim == 0 or raw_single:
-        return key
-    raise ValueError(
-        f"key must be a PRNG key, a (B,) = ({batch},) array of keys or of integer seeds; "
-        f"got dtype {key.dtype}, shape {key.shape}."
-    )
 
 
 def _check_kind(kind: str) -> None:
@@ -204,12 +103,12 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def _check_inputs(shape, x_init, cond, opts) -> None:
+def _check_inputs(shape, x_init, cond, t_start: float) -> None:
     if x_init is not None and tuple(jnp.shape(x_init)) != shape:
         raise ValueError(f"x_init must have shape {shape}; got {tuple(jnp.shape(x_init))}.")
-    if x_init is None and opts["t_start"] < 1.0:
+    if x_init is None and t_start < 1.0:
         raise ValueError(
-            f"t_start={opts['t_start']} < 1 needs x_init: the input noised to t_start "
+            f"t_start={t_start} < 1 needs x_init: the input noised to t_start "
             "(e.g. process.sample_marginal(key, x0, t_start)[0])."
         )
     for k, v in cond.items():
@@ -234,14 +133,13 @@ def _split_model(model_fn):
 
 
 class _Config(NamedTuple):
-    """Everything that fixes the compiled program (hashable)."""
+    """What fixes the compiled program besides the options' static fields (hashable)."""
 
     method: str
     shape: tuple
     kind: str
     model: tuple
     has_x_init: bool
-    static_opts: tuple
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -249,68 +147,57 @@ def _run(config: _Config, dyn: dict):
     treedef, static = config.model
     leaves = [s if d is None else d for s, d in zip(static, dyn["model"], strict=True)]
     model_fn = jax.tree.unflatten(treedef, leaves)
-    opts = {**dict(config.static_opts), **dyn["opts"]}
-    process, times = dyn["process"], dyn["times"]
-    net = make_net(model_fn, config.kind, process, dyn["cond"], opts["learned_variance"])
+    opts, process, times = dyn["opts"], dyn["process"], dyn["times"]
+    net = make_net(model_fn, config.kind, process, dyn["cond"], opts.learned_variance)
     key_init, key_steps = split(dyn["key"])
     if config.has_x_init:
         x = dyn["x_init"]
     else:
         x = process.prior_std * normal(key_init, config.shape)
-    spec = METHODS[config.method]
+    stepper = METHODS[config.method].stepper
     trajectory = None
-    if spec.stepper is None:
+    if stepper is None:
         x, info = adaptive.solve(net, process, x, opts)
     else:
-        preview = (
-            None if opts["preview_fn"] is None else (opts["preview_fn"], opts["preview_every"])
-        )
+        preview = None if opts.preview_fn is None else (opts.preview_fn, opts.preview_every)
         x, nfe, trajectory = run_grid(
-            spec.stepper,
-            net,
-            process,
-            x,
-            times,
-            key_steps,
-            opts,
-            opts["return_trajectory"],
-            preview,
+            stepper, net, process, x, times, key_steps, opts, opts.return_trajectory, preview
         )
         info = {"nfe": nfe}
-    if opts["denoise_final"]:
-        x = net(x, opts["t_end"]).x0
+    if opts.denoise_final:
+        x = net(x, opts.t_end).x0
         info["nfe"] = info["nfe"] + 1
     if trajectory is not None:
         info["trajectory"], info["times"] = trajectory, times
     return x, info
 
 
-def _grid_times(spec: Method, process, num_steps: int, opts: dict):
+def _grid_times(spec: Method, process: Process, opts: SamplerOptions) -> Array:
+    """The grid's times (N + 1,) built on the host (a dummy (2,) for ode_adaptive)."""
     if spec.stepper is None:
-        grids.check_span(num_steps, opts["t_start"], opts["t_end"])
+        grids.check_span(opts.num_steps, opts.t_start, opts.t_end)
         for k in ("return_trajectory", "preview_fn"):
-            if opts[k]:
+            if getattr(opts, k):
                 raise ValueError(f"{k} is not available for ode_adaptive.")
         return jnp.zeros((2,), jnp.float32)
-    params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
-    intervals = num_steps
+    intervals = opts.num_steps
     if spec.levels:
-        grids.check_span(num_steps, opts["t_start"], opts["t_end"])
-        if num_steps < 2:
+        grids.check_span(opts.num_steps, opts.t_start, opts.t_end)
+        if opts.num_steps < 2:
             raise ValueError(
                 f"num_steps counts noise levels from t_start to t_end here; it must be >= 2; "
-                f"got num_steps={num_steps}."
+                f"got num_steps={opts.num_steps}."
             )
-        intervals = num_steps - 1
+        intervals = opts.num_steps - 1
     # Grids are host data: build them eagerly even when sample() is called under jit.
     with jax.ensure_compile_time_eval():
         try:
             grid = grids.build(
-                opts["grid"], process, intervals, opts["t_start"], opts["t_end"], **params
+                opts.grid, process, intervals, opts.t_start, opts.t_end, **opts.grid_params()
             )
         except jax.errors.ConcretizationTypeError as e:
             raise ValueError(
-                f"The {opts['grid']!r} grid is computed from the process on the host, but the "
+                f"The {opts.grid!r} grid is computed from the process on the host, but the "
                 "process holds traced values (sample() called under jit with a traced "
                 "process): pass a concrete process, or grid='uniform' / 'quadratic'."
             ) from e
@@ -362,14 +249,15 @@ def sample(
       kind: what model_fn predicts: "score", "eps", "x0" or "v".
       x_init: the starting point at t_start, shape ``shape`` (default: a prior draw;
         required when t_start < 1, e.g. SDEdit).
-      **options: common ones: t_start (1.0), t_end, denoise_final, grid, rho, sigma_min,
-        spacing, return_trajectory, learned_variance, preview_fn (a host function
-        ``fn(step, t, x0)`` called with the x0 predicted at steps k % preview_every == 0
-        and the last one, for progressive previews; no extra network calls; a static
-        option: pass the same function to reuse the compiled sampler), preview_every,
-        and conditioning (label=,
-        context=, context_mask=) passed to model_fn; plus each method's own
-        (``METHODS[method].options``).
+      **options: the fields of the method's options record ``METHODS[method].options``
+        (a :class:`~jaxdiff.samplers.options.SamplerOptions`): common ones t_start
+        (1.0), t_end, denoise_final, grid, rho, sigma_min, spacing, return_trajectory,
+        learned_variance, preview_fn (a host function ``fn(step, t, x0)`` called with
+        the x0 predicted at steps k % preview_every == 0 and the last one, for
+        progressive previews, no extra network calls; static: pass the same function
+        to reuse the compiled sampler), preview_every; each method's own (e.g. eta,
+        S_churn); and conditioning (label=, context=, context_mask=, each with leading
+        axis B) passed to model_fn.
 
     Returns:
       ``(samples, info)``: samples of ``shape``; info["nfe"] the number of network calls
@@ -381,40 +269,29 @@ def sample(
         outside (t_end, 1], shape/batch mismatches, ddpm/ddim without a DiscreteSchedule.
     """
     spec = _method(method)
-    opts = _options(method, spec, options)
+    cond = {k: options.pop(k) for k in COND_KEYS if k in options}
+    cond = {k: v for k, v in cond.items() if v is not None}
+    opts = spec.options.create(method, num_steps=num_steps, **options)
     _check_kind(kind)
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
     if isinstance(process, DiscreteSchedule) and not spec.discrete:
-        for k in ("t_start", "t_end"):  # the network sees only trained levels
-            opts[k] = float(process.round_to_level(float(opts[k])))
-    cond = {k: opts.pop(k) for k in COND_KEYS if opts[k] is not None}
-    for k in COND_KEYS:
-        opts.pop(k, None)
-    times = _grid_times(spec, process, num_steps, opts)
-    _check_inputs(shape, x_init, cond, opts)
-    key = _as_key(key, shape[0])
-    for k in _GRID_KEYS:
-        opts.pop(k)
-    opts["num_steps"] = int(num_steps)
-    return _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times)
+        ends = {
+            k: float(process.round_to_level(float(getattr(opts, k)))) for k in ("t_start", "t_end")
+        }
+        opts = opts.replace(**ends)  # the network sees only trained levels
+    times = _grid_times(spec, process, opts)
+    _check_inputs(shape, x_init, cond, opts.t_start)
+    key = as_key(key, shape[0])
+    return _call(method, key, model_fn, process, shape, kind, x_init, cond, opts, times)
 
 
-def _is_float_option(v) -> bool:
-    """Float options are traced (changing them does not recompile); others are static."""
-    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
-        return jnp.issubdtype(v.dtype, jnp.floating)
-    return type(v) is float
-
-
-def _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times):
+def _call(method, key, model_fn, process, shape, kind, x_init, cond, opts, times):
     model_static, model_dyn = _split_model(model_fn)
-    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if _is_float_option(v)}
-    static_opts = tuple(sorted((k, v) for k, v in opts.items() if not _is_float_option(v)))
-    config = _Config(method, shape, kind, model_static, x_init is not None, static_opts)
+    config = _Config(method, shape, kind, model_static, x_init is not None)
     dyn = {
         "model": model_dyn,
-        "opts": dynamic_opts,
+        "opts": opts.compiled(),
         "process": process,
         "times": times,
         "key": key,
@@ -456,10 +333,8 @@ def encode(
     x0 = jnp.asarray(x0)
     shape = _check_shape(x0.shape)
     grid = grids.discrete(schedule, num_steps, spacing=spacing).reversed()
-    _check_inputs(shape, x0, cond, {"t_start": 1.0})
-    opts = {**_options("ddim", spec, {"eta": 0.0}), "t_end": 1.0, "num_steps": int(num_steps)}
-    for k in _GRID_KEYS + COND_KEYS:
-        opts.pop(k)
+    _check_inputs(shape, x0, cond, 1.0)
+    opts = discrete.DDIMOptions.create("ddim", num_steps=num_steps, eta=0.0, t_end=1.0)
     times = jnp.asarray(grid.times)
     key = jax.random.key(0)  # unused: eta = 0 draws no noise
-    return _call("ddim", spec, key, model_fn, schedule, shape, kind, x0, cond, opts, times)
+    return _call("ddim", key, model_fn, schedule, shape, kind, x0, cond, opts, times)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff import parametrization
 from jaxdiff._process import Process, batch_time, expand_like
@@ -54,6 +55,37 @@ def normal(key: PRNGKey, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
     if is_batched_key(key):
         return jax.vmap(lambda k: jax.random.normal(k, shape[1:], dtype))(key)
     return jax.random.normal(key, shape, dtype)
+
+
+def as_key(key, batch: int) -> PRNGKey:
+    """One PRNG key, or one per example: typed keys (B,), raw keys (B, 2) or int seeds (B,).
+
+    Raises:
+      ValueError: a key array whose leading axis is not the batch size, or not a key.
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(key)
+    key = key if isinstance(key, jax.Array) else jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    raw_single = key.dtype == jnp.uint32 and key.shape == (2,)
+    if not typed and not raw_single and jnp.issubdtype(key.dtype, jnp.integer):
+        if key.ndim == 0:
+            return jax.random.key(key)
+        if key.shape == (batch,):  # seeds, one per example
+            return jax.vmap(jax.random.key)(key)
+    if (typed or key.dtype == jnp.uint32) and is_batched_key(key):
+        if key.shape[0] != batch:
+            raise ValueError(
+                f"A per-example key array needs one key per example ({batch}); got shape "
+                f"{key.shape}."
+            )
+        return key
+    if typed and key.ndim == 0 or raw_single:
+        return key
+    raise ValueError(
+        f"key must be a PRNG key, a (B,) = ({batch},) array of keys or of integer seeds; "
+        f"got dtype {key.dtype}, shape {key.shape}."
+    )
 
 
 class Prediction(NamedTuple):

@@ -14,20 +14,38 @@ rounded to the nearest trained level (EDM's ``round_sigma``); the added noise th
 the variance of that level exactly.
 """
 
+import flax.struct
 import jax.numpy as jnp
 
 from jaxdiff.samplers._driver import Stepper, normal
 from jaxdiff.samplers.grids import time_at_log_snr
-from jaxdiff.samplers.ode import heun_or_euler
+from jaxdiff.samplers.ode import ODEOptions, heun_or_euler
+from jaxdiff.samplers.options import NON_NEGATIVE, POSITIVE, traced
 from jaxdiff.schedules import DiscreteSchedule
 
 
-def _churn(process, x, t, key, opts):
+@flax.struct.dataclass
+class EDMOptions(ODEOptions):
+    """``edm_stochastic``: Karras et al.'s churn parameters (all traced).
+
+    Attributes:
+      S_churn: total churn; gamma = min(S_churn / N, sqrt(2) - 1).
+      S_tmin, S_tmax: churn only at noise levels sigma-hat in [S_tmin, S_tmax].
+      S_noise: scale of the added noise (slightly > 1 offsets the denoiser's bias).
+    """
+
+    S_churn: float = traced(40.0, NON_NEGATIVE)
+    S_tmin: float = traced(0.05)
+    S_tmax: float = traced(50.0)
+    S_noise: float = traced(1.0, POSITIVE)
+
+
+def _churn(process, x, t, key, opts: EDMOptions):
     """Returns (x_hat, t_hat): x moved to the churned noise level and its time."""
     scale_t, sigma_t = process.marginal(t)
     s_t = sigma_t / scale_t
-    inside = (s_t >= opts["S_tmin"]) & (s_t <= opts["S_tmax"])
-    gamma = jnp.where(inside, jnp.minimum(opts["S_churn"] / opts["num_steps"], 2**0.5 - 1), 0.0)
+    inside = (s_t >= opts.S_tmin) & (s_t <= opts.S_tmax)
+    gamma = jnp.where(inside, jnp.minimum(opts.S_churn / opts.num_steps, 2**0.5 - 1), 0.0)
     scale_1, sigma_1 = process.marginal(jnp.float32(1.0))
     s_hat = jnp.minimum(s_t * (1.0 + gamma), sigma_1 / scale_1)
     t_hat = jnp.where(gamma > 0, time_at_log_snr(process, -2.0 * jnp.log(s_hat)), t)
@@ -39,7 +57,7 @@ def _churn(process, x, t, key, opts):
         s_hat = sigma_hat / scale_hat
     z = normal(key, x.shape, x.dtype)
     extra = jnp.sqrt(jnp.maximum(jnp.square(s_hat) - jnp.square(s_t), 0.0))
-    y_hat = x / scale_t + extra * opts["S_noise"] * z
+    y_hat = x / scale_t + extra * opts.S_noise * z
     # No churn: exactly the deterministic state (no rounding noise, no rescaling).
     x_hat = jnp.where(churn, process.scale(t_hat) * y_hat, x)
     return x_hat, t_hat

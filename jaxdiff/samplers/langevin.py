@@ -16,10 +16,23 @@ i.e. geometric sigma levels for VE, as the paper. The driver's grid for L levels
 Langevin steps j of level k draw noise from ``fold_in(key_k, j)``.
 """
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
 from jaxdiff.samplers._driver import Stepper, fold_in, normal
+from jaxdiff.samplers.options import POSITIVE, SamplerOptions, host, integer, static, traced
+
+
+@flax.struct.dataclass
+class LangevinOptions(SamplerOptions):
+    """``annealed_langevin``: Langevin steps per level (static) and epsilon (traced)."""
+
+    grid: str | None = host("log_snr")
+    t_end: float = traced(1e-3)
+    denoise_final: bool = static(True)
+    steps_per_level: int = static(100, integer(1))
+    step_size: float = traced(2e-5, POSITIVE)
 
 
 def annealed_langevin_step(net, process, x, aux, sd, key, opts):
@@ -27,9 +40,9 @@ def annealed_langevin_step(net, process, x, aux, sd, key, opts):
 
     Options: ``step_size`` (epsilon), ``steps_per_level``, ``t_end`` (sets sigma_L).
     """
-    n = opts["steps_per_level"]
+    n = opts.steps_per_level
     sigma_level = process.sigma(sd.s)
-    alpha = opts["step_size"] * jnp.square(sigma_level / process.sigma(opts["t_end"]))
+    alpha = opts.step_size * jnp.square(sigma_level / process.sigma(opts.t_end))
 
     def body(j, x):
         z = normal(fold_in(key, j), x.shape, x.dtype)

@@ -18,10 +18,19 @@ network calls on a grid ending at sigma = 0 (VP, discrete schedules, t_end = 0) 
 one ending above it (VE, whose sigma(0) = sigma_min, or t_end > 0).
 """
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
 from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers.options import SamplerOptions, host
+
+
+@flax.struct.dataclass
+class ODEOptions(SamplerOptions):
+    """``ode_euler`` and ``ode_heun``: EDM's grid down to t_end = 0, no final denoise."""
+
+    grid: str | None = host("edm")
 
 
 def _sigma_hat(process, t):
