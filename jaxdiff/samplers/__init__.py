@@ -85,13 +85,6 @@ def _method(name: str) -> Method:
     return METHODS[name]
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in parametrization.KINDS:
-        raise ValueError(
-            f"Unknown prediction kind {kind!r}; valid kinds: {list(parametrization.KINDS)}."
-        )
-
-
 def _check_shape(shape) -> tuple[int, ...]:
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else shape
     if not (
@@ -272,7 +265,7 @@ def sample(
     cond = {k: options.pop(k) for k in COND_KEYS if k in options}
     cond = {k: v for k, v in cond.items() if v is not None}
     opts = spec.options.create(method, num_steps=num_steps, **options)
-    _check_kind(kind)
+    parametrization.check_kind(kind)
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
     if isinstance(process, DiscreteSchedule) and not spec.discrete:
@@ -329,7 +322,7 @@ def encode(
     """
     spec = METHODS["ddim"]
     schedule = _process_for("ddim", spec, schedule)
-    _check_kind(kind)
+    parametrization.check_kind(kind)
     x0 = jnp.asarray(x0)
     shape = _check_shape(x0.shape)
     grid = grids.discrete(schedule, num_steps, spacing=spacing).reversed()

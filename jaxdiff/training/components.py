@@ -55,12 +55,12 @@ def build_importance(config, process):
     """``(state, (sample_fn, update_fn))`` for importance sampling of t, or ``(None, None)``."""
     if not config.loss.importance_bins:
         return None, None
-    from jaxdiff import losses
+    from jaxdiff import time_sampling
 
-    st = losses.importance_init(
+    st = time_sampling.importance_init(
         config.loss.importance_bins, config.loss.importance_history, process=process
     )
-    return st, (losses.importance_sample, losses.importance_update)
+    return st, (time_sampling.importance_sample, time_sampling.importance_update)
 
 
 def build_optimizer(config):

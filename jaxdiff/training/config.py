@@ -45,7 +45,7 @@ def base() -> ml_collections.ConfigDict:
         options=ml_collections.ConfigDict(),
         noise_level="t1000",  # how t reaches the network (denoiser.NOISE_LEVELS)
         label_dropout=0.0,  # classifier-free guidance: p(label -> null)
-        importance_bins=0,  # > 0: importance-sample t (losses.importance_*)
+        importance_bins=0,  # > 0: importance-sample t (time_sampling.importance_*)
         importance_history=10,
     )
     c.optim = dict(
