@@ -20,13 +20,18 @@ Example:
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxdiff._process import expand_like
 from jaxdiff._types import Array, ModelFn
 
 
 def _check(w, null_label) -> None:
-    if isinstance(w, (int, float)) and w < 0:
+    concrete = isinstance(w, (int, float, np.ndarray, np.number, list, tuple))
+    if concrete and np.any(np.asarray(w) < 0):
         raise ValueError(f"Guidance weight w must be >= 0; got w={w}.")
+    if jnp.ndim(w) > 1:
+        raise ValueError(f"w must be a scalar or have shape (B,); got shape {jnp.shape(w)}.")
     if isinstance(null_label, bool) or not isinstance(null_label, int) or null_label < 0:
         raise ValueError(
             f"null_label must be a non-negative integer (the index num_classes); got "
@@ -48,6 +53,9 @@ def _guided_call(model_fn: ModelFn, w, null_label: int, x: Array, t: Array, labe
     out = model_fn(double(x), double(t), label=labels, **jax.tree.map(double, cond))
     pred, rest = (out[0], tuple(out[1:])) if isinstance(out, tuple) else (out, None)
     cond_pred, uncond_pred = pred[:batch], pred[batch:]
+    if jnp.ndim(w) == 1 and jnp.shape(w) != (batch,):
+        raise ValueError(f"A per-example w must have shape (B,) = ({batch},); got {jnp.shape(w)}.")
+    w = expand_like(w, cond_pred)  # (B,) -> (B, 1, ..., 1): one weight per example
     guided = (1.0 + w) * cond_pred - w * uncond_pred
     if rest is None:
         return guided
@@ -62,8 +70,9 @@ def cfg(model_fn: ModelFn, w, null_label: int) -> ModelFn:
       model_fn: ``(x, t, label=..., **cond) -> prediction`` (or a tuple whose first element
         is the prediction, e.g. with a learned variance), trained with label dropout to
         ``null_label``.
-      w: the guidance weight, >= 0 (a float or a scalar array; it is traced, so changing
-        it does not recompile a sampler).
+      w: the guidance weight, >= 0: a float, a scalar array, or one weight per example
+        of shape (B,) (broadcast over the non-batch axes). It is traced, so changing it
+        does not recompile a sampler (only concrete values are checked for w >= 0).
       null_label: the "no class" label, conventionally num_classes.
 
     Returns:
@@ -76,5 +85,5 @@ def cfg(model_fn: ModelFn, w, null_label: int) -> ModelFn:
       ValueError: w < 0 or a bad null_label (here); a missing or mis-shaped label (at call).
     """
     _check(w, null_label)
-    w = jnp.asarray(w, jnp.float32) if isinstance(w, (int, float)) else w
+    w = jnp.asarray(w, jnp.float32) if not isinstance(w, jax.Array) else w
     return jax.tree_util.Partial(_guided_call, model_fn, w, null_label)

@@ -7,7 +7,8 @@ Every factory in :data:`LOSSES` takes a process and options and returns
 with ``model_fn(x, t, **cond)`` the network, ``x0`` clean data (B, ...), ``t`` the times
 (drawn by the loss with ``time_sampler`` and ``t_min`` when None), ``t_weights`` (B,)
 multiplying the per-example losses (importance weights from
-:func:`importance_sample`) and ``cond`` passed through to the model. ``metrics`` holds
+:func:`jaxdiff.time_sampling.importance_sample`) and ``cond`` passed through to the model.
+``metrics`` holds
 ``"loss"``, ``"loss_per_example"`` (B,, before ``t_weights``) and ``"t"`` (B,).
 
 Losses (x_t = scale x0 + sigma eps):
@@ -40,43 +41,7 @@ from jaxdiff import parametrization
 from jaxdiff._process import Process, batch_time, expand_like
 from jaxdiff._types import Array, ModelFn, PRNGKey
 from jaxdiff.schedules import DiscreteSchedule
-from jaxdiff.time_sampling import (
-    IMPORTANCE_MODES,
-    TIME_SAMPLERS,
-    ImportanceState,
-    importance_init,
-    importance_probs,
-    importance_sample,
-    importance_update,
-    sample_time,
-    sample_unit,
-)
-
-__all__ = [  # time sampling is re-exported here: losses.sample_time, losses.importance_*
-    "IMPORTANCE_MODES",
-    "TIME_SAMPLERS",
-    "ImportanceState",
-    "importance_init",
-    "importance_probs",
-    "importance_sample",
-    "importance_update",
-    "sample_time",
-    "LOSSES",
-    "make_loss",
-    "dsm_loss",
-    "eps_loss",
-    "v_loss",
-    "x0_loss",
-    "edm_loss",
-    "hybrid_loss",
-    "normal_kl",
-    "discretized_gaussian_log_likelihood",
-    "model_posterior",
-    "vlb_terms",
-    "prior_kl",
-    "mean_over_data",
-    "sum_over_data",
-]
+from jaxdiff.time_sampling import TIME_SAMPLERS, sample_time, sample_unit
 
 LossFn = Callable[..., tuple[Array, dict]]
 _LOG2 = math.log(2.0)
@@ -168,7 +133,7 @@ def dsm_loss(
       values fed to importance sampling in mode "score_norm".
     """
     _check_process(process, "dsm")
-    parametrization._check_kind(kind)
+    parametrization.check_kind(kind)
     _check_choice("weighting", weighting, DSM_WEIGHTINGS)
     _check_choice("reduction", reduce, REDUCTIONS)
     _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
@@ -188,51 +153,66 @@ def dsm_loss(
     return loss_fn
 
 
-def _regression_loss(target_kind: str, default_kind: str):
-    """A factory of MSE losses against ``target_kind``, averaged over data axes."""
+def _mse_loss(process: Process, target_kind: str, kind: str, time_sampler: str, t_min: float):
+    """MSE of the ``target_kind`` prediction (the model's ``kind`` converted), per example."""
+    _check_process(process, target_kind)
+    parametrization.check_kind(kind)
+    _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
 
-    def factory(
-        process: Process,
-        *,
-        kind: str = default_kind,
-        time_sampler: str = "uniform",
-        t_min: float = 1e-3,
-    ) -> LossFn:
-        _check_process(process, target_kind)
-        parametrization._check_kind(kind)
-        _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
+    def loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond):
+        key_t, key_noise = jax.random.split(key)
+        t = _draw_t(key_t, x0, t, process, time_sampler, t_min)
+        x_t, eps = process.sample_marginal(key_noise, x0, t)
+        pred = model_fn(x_t, t, **cond)
+        chex.assert_equal_shape([pred, x0])
+        pred = parametrization.convert(pred, kind, target_kind, x_t, t, process)
+        target = parametrization.true_prediction(target_kind, x0, eps, t, process)
+        return _finish(mean_over_data(jnp.square(pred - target)), t, t_weights)
 
-        def loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond):
-            key_t, key_noise = jax.random.split(key)
-            t = _draw_t(key_t, x0, t, process, time_sampler, t_min)
-            x_t, eps = process.sample_marginal(key_noise, x0, t)
-            pred = model_fn(x_t, t, **cond)
-            chex.assert_equal_shape([pred, x0])
-            pred = parametrization.convert(pred, kind, target_kind, x_t, t, process)
-            target = parametrization.true_prediction(target_kind, x0, eps, t, process)
-            return _finish(mean_over_data(jnp.square(pred - target)), t, t_weights)
+    return loss_fn
 
-        return loss_fn
 
-    factory.__name__ = f"{target_kind}_loss"
-    factory.__doc__ = f"""Mean squared error of the {target_kind!r} prediction, averaged over data.
+def eps_loss(
+    process: Process, *, kind: str = "eps", time_sampler: str = "uniform", t_min: float = 1e-3
+) -> LossFn:
+    """Mean squared error of the eps prediction, averaged over data (Ho et al. 2020).
 
     Args:
       process: the forward process.
-      kind: what ``model_fn`` predicts (default {default_kind!r}); converted to
-        {target_kind!r} before the comparison.
+      kind: what ``model_fn`` predicts; converted to eps before the comparison.
       time_sampler: "uniform" or "antithetic".
       t_min: smallest time drawn for a continuous process.
 
     Returns:
       ``loss_fn`` (see the module docstring).
     """
-    return factory
+    return _mse_loss(process, "eps", kind, time_sampler, t_min)
 
 
-eps_loss = _regression_loss("eps", "eps")
-v_loss = _regression_loss("v", "v")
-x0_loss = _regression_loss("x0", "x0")
+def v_loss(
+    process: Process, *, kind: str = "v", time_sampler: str = "uniform", t_min: float = 1e-3
+) -> LossFn:
+    """Mean squared error of the v prediction, averaged over data (Salimans & Ho 2022).
+
+    Args: as :func:`eps_loss` (``kind`` converted to v).
+
+    Returns:
+      ``loss_fn`` (see the module docstring).
+    """
+    return _mse_loss(process, "v", kind, time_sampler, t_min)
+
+
+def x0_loss(
+    process: Process, *, kind: str = "x0", time_sampler: str = "uniform", t_min: float = 1e-3
+) -> LossFn:
+    """Mean squared error of the x0 prediction, averaged over data.
+
+    Args: as :func:`eps_loss` (``kind`` converted to x0).
+
+    Returns:
+      ``loss_fn`` (see the module docstring).
+    """
+    return _mse_loss(process, "x0", kind, time_sampler, t_min)
 
 
 def _edm_sigma(key, batch, p_mean, p_std, time_sampler) -> Array:
@@ -420,7 +400,7 @@ def hybrid_loss(
       ``loss_fn``; its metrics also hold ``"mse"`` and ``"vlb"`` (B,).
     """
     _check_process(process, "hybrid", DiscreteSchedule)
-    parametrization._check_kind(kind)
+    parametrization.check_kind(kind)
     _check_choice("time sampler", time_sampler, TIME_SAMPLERS)
 
     def loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond):

@@ -30,7 +30,8 @@ from jaxdiff._types import Array, ModelFn
 KINDS = ("eps", "x0", "v", "score")
 
 
-def _check_kind(kind: str) -> None:
+def check_kind(kind: str) -> None:
+    """Raises a ValueError naming the valid kinds unless ``kind`` is one of :data:`KINDS`."""
     if kind not in KINDS:
         raise ValueError(f"Unknown prediction kind {kind!r}; valid kinds: {list(KINDS)}.")
 
@@ -78,8 +79,8 @@ def convert(pred: Array, from_kind: str, to_kind: str, x: Array, t: Array, proce
     Raises:
       ValueError: unknown kind, or ``pred`` and ``x`` of different shapes.
     """
-    _check_kind(from_kind)
-    _check_kind(to_kind)
+    check_kind(from_kind)
+    check_kind(to_kind)
     if pred.shape != x.shape:
         raise ValueError(f"pred and x must have one shape; got {pred.shape} and {x.shape}.")
     if from_kind == to_kind:
@@ -97,8 +98,8 @@ def convert_model_fn(model_fn: ModelFn, from_kind: str, to_kind: str, process: P
     Returns:
       ``(x, t, **cond) -> prediction`` of kind ``to_kind``, shaped like x.
     """
-    _check_kind(from_kind)
-    _check_kind(to_kind)
+    check_kind(from_kind)
+    check_kind(to_kind)
     if from_kind == to_kind:
         return model_fn
 
@@ -135,7 +136,7 @@ def true_prediction(kind: str, x0: Array, eps: Array, t: Array, process: Process
     Returns:
       The target, shaped like ``x0``.
     """
-    _check_kind(kind)
+    check_kind(kind)
     chex.assert_equal_shape([x0, eps])
     t = batch_time(t, x0)
     scale, sigma = (expand_like(a, x0) for a in process.marginal(t))

@@ -72,7 +72,8 @@ class AlphaBarProcess(Process):
     params: tuple = flax.struct.field(pytree_node=False, default=(0.008,))
 
     def alpha_bar(self, t):
-        return ALPHA_BARS[self.kind](t, *self.params)
+        """alpha_bar(t), exactly 1 at t = 0 (compiled cos/exp may round f(0) / f(0))."""
+        return jnp.where(t == 0, 1.0, ALPHA_BARS[self.kind](t, *self.params))
 
     def scale(self, t: Array) -> Array:
         return jnp.sqrt(self.alpha_bar(jnp.asarray(t, jnp.float32)))
@@ -296,6 +297,20 @@ class DiscreteSchedule(Process):
         i = jnp.round(jnp.asarray(t, jnp.float32) * self.num_steps).astype(jnp.int32) - 1
         return jnp.clip(i, 0, self.num_steps - 1)
 
+    def round_to_level(self, t: Array) -> Array:
+        """The nearest time whose noise level the schedule defines: (i + 1) / N, or 0.
+
+        t = 0 (clean data) stays 0; any t > 0 goes to the nearest step time, at least 1 / N
+        (EDM's ``round_sigma`` for discrete-time networks). Works on NumPy and JAX arrays.
+
+        Returns:
+          times shaped like ``t`` (NumPy float64 for NumPy input, float32 JAX otherwise).
+        """
+        xp = np if isinstance(t, (float, int, np.ndarray, np.number)) else jnp
+        n = self.num_steps
+        k = xp.clip(xp.round(xp.asarray(t) * n), 1, n)
+        return xp.where(xp.asarray(t) > 0, k / n, 0.0)
+
     def _log_alpha_bar(self, t: Array) -> Array:
         grid = jnp.arange(self.num_steps + 1, dtype=jnp.float32) / self.num_steps
         values = jnp.log(jnp.concatenate([jnp.ones((1,)), self.alphas_cumprod]))
@@ -347,6 +362,31 @@ class DiscreteSchedule(Process):
             / (1.0 - self.alphas_cumprod[1 % self.num_steps])
         )
         return jnp.log(jnp.where(i == 0, tilde_1, tilde)), jnp.log(beta)
+
+    def fixed_log_variance(self, t: Array, kind: str = "beta") -> Array:
+        """The reverse step's fixed log variance as DDPM's and iDDPM's reference code.
+
+        ``"beta"`` (fixed-large) is log beta_i, except at step 0 where it is
+        log beta-tilde_1 (that code's ``np.append(posterior_variance[1], betas[1:])``, "to
+        get a better decoder log likelihood"); ``"beta_tilde"`` (fixed-small) is log
+        beta-tilde_i clipped at step 0 to beta-tilde_1. Only the decoder term of the bound
+        sees the difference: samplers add no noise on the last step.
+
+        Args:
+          t: grid times, shape (B,) or scalar.
+          kind: "beta" or "beta_tilde".
+
+        Returns:
+          log variances shaped like ``t``.
+        """
+        log_tilde, log_beta = self.log_variance_bounds(t)
+        fixed = {
+            "beta": jnp.where(self.index(t) == 0, log_tilde, log_beta),
+            "beta_tilde": log_tilde,
+        }
+        if kind not in fixed:
+            raise ValueError(f"Unknown variance {kind!r}; valid: {sorted(fixed)}.")
+        return fixed[kind]
 
     def learned_log_variance(self, v: Array, t: Array) -> Array:
         """iDDPM's learned variance: log var = f log beta + (1 - f) log beta-tilde, f = (v+1)/2.

@@ -208,25 +208,30 @@ def ddpm_vlb_bits_per_dim(
       x0: data in [-1, 1] on the 8-bit grid, shape (B, ...).
       kind: what ``model_fn`` predicts.
       learned_variance: whether ``model_fn`` returns the iDDPM variance output v.
-      variance: fixed reverse variance when not learned: "beta" (v = 1) or "beta_tilde"
-        (v = -1, beta-tilde clipped at the first step as iDDPM).
+      variance: fixed reverse variance when not learned: "beta" (fixed-large) or
+        "beta_tilde" (fixed-small), as DDPM's and iDDPM's reference code: both use
+        beta-tilde_1 on the decoder step (see ``DiscreteSchedule.fixed_log_variance``),
+        so the bound compares with the papers' bits/dim.
       **cond: conditioning for ``model_fn``.
 
     Returns:
       ``(bpd, terms)``: the bound per example (B,) and its parts (N + 1, B): the N step
       terms L_0 .. L_{N-1} then the prior term.
     """
-    fixed_v = {"beta": 1.0, "beta_tilde": -1.0}
-    if not learned_variance and variance not in fixed_v:
-        raise ValueError(f"Unknown variance {variance!r}; valid: {sorted(fixed_v)}.")
+    valid = ("beta", "beta_tilde")
+    if not learned_variance and variance not in valid:
+        raise ValueError(f"Unknown variance {variance!r}; valid: {list(valid)}.")
     times = schedule.timesteps()
 
     def term(_, inputs):
         t, k = inputs
         x_t, _ = schedule.sample_marginal(k, x0, t)
         out = model_fn(x_t, jnp.full((x0.shape[0],), t), **cond)
-        pred, v = out if learned_variance else (out, fixed_v[variance])
+        pred, v = out if learned_variance else (out, 0.0)
         mean, log_var = losses.model_posterior(schedule, pred, v, x_t, t, kind)
+        if not learned_variance:
+            fixed = schedule.fixed_log_variance(t, variance)
+            log_var = jnp.broadcast_to(fixed, x_t.shape).astype(x_t.dtype)
         return None, losses.vlb_terms(schedule, x0, x_t, t, mean, log_var)
 
     keys = jax.random.split(key, schedule.num_steps)

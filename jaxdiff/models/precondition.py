@@ -4,15 +4,25 @@
   D(x, \\sigma) = c_\\text{skip}(\\sigma)\\, x + c_\\text{out}(\\sigma)\\,
   F\\big(c_\\text{in}(\\sigma)\\, x,\\ c_\\text{noise}(\\sigma)\\big)
 
-for x = y + sigma n (EDM's unscaled noisy data, y of std sigma_data). Here
-c_in = 1 / sqrt(sigma^2 + sigma_data^2) and c_noise = log(sigma) / 4 (EDM Table 1), and
-(c_skip, c_out) follow from what F predicts. The scaled input c_in x equals
-a (y / sigma_data) + b n with a^2 + b^2 = 1, i.e. a variance-preserving process on unit-std
-data, so ``jaxdiff.parametrization.convert`` maps F's prediction of kind "eps", "x0", "v" or
-"score" to x0 in that frame; c_skip and c_out are read off that affine map. Kind "edm" is
-EDM's own F, which equals -v, giving Table 1's EDM column:
-c_skip = sigma_data^2 / (sigma^2 + sigma_data^2), c_out = sigma sigma_data / sqrt(...).
-Kind "eps" with sigma_data = 1 gives the VP/VE columns (c_skip = 1, c_out = -sigma).
+for x = y + sigma n (EDM's unscaled noisy data, y of std sigma_data), written as Karras et
+al.'s Table 1 with r = sqrt(sigma^2 + sigma_data^2):
+
+==========  ====================  =====================  ========  ===============
+F predicts  c_skip                c_out                  c_in      c_noise
+==========  ====================  =====================  ========  ===============
+"edm"       sigma_data^2 / r^2    sigma sigma_data / r   1 / r     log(sigma) / 4
+"v"         sigma_data^2 / r^2    -sigma sigma_data / r  1 / r     log(sigma) / 4
+"eps"       1                     -sigma                 1 / r     log(sigma) / 4
+"x0"        0                     sigma_data             1 / r     log(sigma) / 4
+"score"     1                     sigma^2 / r            1 / r     log(sigma) / 4
+==========  ====================  =====================  ========  ===============
+
+The scaled input c_in x = a (y / sigma_data) + b n, a = sigma_data / r, b = sigma / r, is a
+variance-preserving marginal of unit-std data, and each row solves the conversion of
+:mod:`jaxdiff.parametrization` in that frame for y: x0 (= y / sigma_data) = a x_in - b v,
+= (x_in - b eps) / a, = (x_in + b^2 score) / a. "edm" is EDM's own F = -v (the EDM column);
+"eps" with sigma_data = 1 is the VP/VE columns (c_skip = 1, c_out = -sigma).
+tests/test_models_layers.py checks every row against an exact Gaussian oracle.
 
 References:
   Karras et al. 2022, https://arxiv.org/abs/2206.00364 (Table 1).
@@ -31,27 +41,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxdiff import parametrization
-from jaxdiff._process import Process
 from jaxdiff._types import Array
 
 KINDS = ("edm",) + parametrization.KINDS
 
 
-class _UnitVarianceFrame(Process):
-    """c_in x seen as a VP marginal on y / sigma_data; its "time" argument is EDM's sigma."""
-
-    def __init__(self, sigma_data: float):
-        self.sigma_data = sigma_data
-
-    def scale(self, t: Array) -> Array:
-        return self.sigma_data / jnp.sqrt(jnp.square(t) + self.sigma_data**2)
-
-    def sigma(self, t: Array) -> Array:
-        return t / jnp.sqrt(jnp.square(t) + self.sigma_data**2)
-
-
 def coefficients(sigma: Array, kind: str = "edm", sigma_data: float = 0.5):
-    """EDM's preconditioning coefficients for a backbone predicting ``kind``.
+    """EDM's preconditioning coefficients for a backbone predicting ``kind`` (Table 1).
 
     Args:
       sigma: (B,) noise levels (> 0).
@@ -69,16 +65,16 @@ def coefficients(sigma: Array, kind: str = "edm", sigma_data: float = 0.5):
     if not sigma_data > 0:
         raise ValueError(f"sigma_data must be > 0; got {sigma_data=}.")
     sigma = jnp.asarray(sigma, jnp.float32).reshape(-1)
-    c_in = 1.0 / jnp.sqrt(jnp.square(sigma) + sigma_data**2)
-    c_noise = jnp.log(sigma) / 4.0
-    frame, pred_kind = _UnitVarianceFrame(sigma_data), "v" if kind == "edm" else kind
-    ones, zeros = jnp.ones((sigma.shape[0], 1)), jnp.zeros((sigma.shape[0], 1))
-    # x0 / sigma_data = a * (c_in x) + b * F in the unit frame (conversions are affine).
-    a = parametrization.convert(zeros, pred_kind, "x0", ones, sigma, frame)[:, 0]
-    b = parametrization.convert(ones, pred_kind, "x0", zeros, sigma, frame)[:, 0]
-    c_skip = sigma_data * a * c_in
-    c_out = sigma_data * b * (-1.0 if kind == "edm" else 1.0)
-    return c_skip, c_out, c_in, c_noise
+    sd, one = sigma_data, jnp.ones_like(sigma)
+    r = jnp.sqrt(jnp.square(sigma) + sd**2)
+    c_skip, c_out = {
+        "edm": (sd**2 / jnp.square(r), sigma * sd / r),
+        "v": (sd**2 / jnp.square(r), -sigma * sd / r),
+        "eps": (one, -sigma),
+        "x0": (0.0 * one, sd * one),
+        "score": (one, jnp.square(sigma) / r),
+    }[kind]
+    return c_skip, c_out, 1.0 / r, jnp.log(sigma) / 4.0
 
 
 class Precondition(nn.Module):

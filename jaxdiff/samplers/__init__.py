@@ -11,10 +11,14 @@ float options and the array leaves of ``model_fn`` (pass parameters with
 ``jax.tree_util.Partial(apply_fn, params)`` or ``functools.partial``) are arguments of
 the compiled function, so new values do not recompile.
 
-``ddpm`` and ``ddim`` need a DiscreteSchedule. Every other method treats the model as a
-model of a continuous process: given a DiscreteSchedule they use its continuous form
-``schedule.continuous`` (smooth in t, which the ODE solvers and the adaptive controller
-need; the schedule's own piecewise-linear marginal would put kinks in the drift).
+``ddpm`` and ``ddim`` need a DiscreteSchedule. Every other method, given a
+DiscreteSchedule, integrates the schedule itself: its marginal is the trained
+``alphas_cumprod`` at the step times t_i = (i + 1) / N and log-linear in t between them
+(DPM-Solver's discrete ``NoiseScheduleVP``), and every time where a fixed-grid method calls
+the network (grid times, t_start, t_end, EDM's churned level) is moved to the nearest step
+time, so a discrete-time network is evaluated only at noise levels it was trained on.
+Only ``ode_adaptive`` steps between levels, where it sees the interpolated table (as
+DPM-Solver does for discrete models).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -37,117 +41,48 @@ from jaxdiff import parametrization
 from jaxdiff._process import Process
 from jaxdiff._types import Array, PRNGKey
 from jaxdiff.samplers import adaptive, discrete, dpm_solver, edm, grids, langevin, ode, sde
-from jaxdiff.samplers._driver import Stepper, make_net, run_grid
+from jaxdiff.samplers._driver import Stepper, as_key, make_net, normal, run_grid, split
+from jaxdiff.samplers.options import SamplerOptions
 from jaxdiff.schedules import DiscreteSchedule
 
 
 class Method(NamedTuple):
-    """A registered sampler: stepper, default grid and end time, its own options.
+    """A registered sampler: its stepper and its options record.
 
     Attributes:
       stepper: the step function and order (None: the adaptive solve).
-      grid: the default grid name (see :data:`grids.GRIDS`).
-      t_end: the default final time.
-      denoise_final: whether to replace x by D(x, t_end) at the end by default (+1 NFE).
-      options: the method's own options and their defaults.
+      options: the options record (defaults, checks, static vs traced; its module).
       discrete: needs a DiscreteSchedule.
+      levels: num_steps counts noise levels from t_start to t_end, both included (the
+        grid has num_steps - 1 intervals; the stepper's first step stays at t_start).
     """
 
     stepper: Stepper | None
-    grid: str | None
-    t_end: float
-    denoise_final: bool
-    options: dict
+    options: type[SamplerOptions]
     discrete: bool = False
+    levels: bool = False
 
 
 METHODS: dict[str, Method] = {
-    "ddpm": Method(
-        discrete.DDPM, "discrete", 0.0, False, {"variance": "beta_tilde", "clip_x0": None}, True
-    ),
-    "ddim": Method(discrete.DDIM, "discrete", 0.0, False, {"eta": 0.0, "clip_x0": None}, True),
-    "euler_maruyama": Method(sde.EULER_MARUYAMA, "uniform", 1e-3, True, {}),
-    "pc": Method(sde.PC, "uniform", 1e-3, True, {"snr": 0.16, "n_corrector": 1}),
-    "annealed_langevin": Method(
-        langevin.ANNEALED_LANGEVIN,
-        "log_snr",
-        1e-3,
-        True,
-        {"steps_per_level": 100, "step_size": 2e-5},
-    ),
-    "ode_euler": Method(ode.EULER, "edm", 0.0, False, {}),
-    "ode_heun": Method(ode.HEUN, "edm", 0.0, False, {}),
-    "ode_adaptive": Method(
-        None, None, 1e-3, True, {"rtol": 1e-5, "atol": 1e-5, "max_steps": 10_000}
-    ),
-    "edm_stochastic": Method(
-        edm.EDM_STOCHASTIC,
-        "edm",
-        0.0,
-        False,
-        {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.0},
-    ),
-    "dpm_solver++": Method(dpm_solver.DPM_SOLVER_PP, "log_snr", 1e-3, False, {}),
+    "ddpm": Method(discrete.DDPM, discrete.DDPMOptions, discrete=True),
+    "ddim": Method(discrete.DDIM, discrete.DDIMOptions, discrete=True),
+    "euler_maruyama": Method(sde.EULER_MARUYAMA, sde.SDEOptions),
+    "pc": Method(sde.PC, sde.PCOptions),
+    "annealed_langevin": Method(langevin.ANNEALED_LANGEVIN, langevin.LangevinOptions, levels=True),
+    "ode_euler": Method(ode.EULER, ode.ODEOptions),
+    "ode_heun": Method(ode.HEUN, ode.ODEOptions),
+    "ode_adaptive": Method(None, adaptive.AdaptiveOptions),
+    "edm_stochastic": Method(edm.EDM_STOCHASTIC, edm.EDMOptions),
+    "dpm_solver++": Method(dpm_solver.DPM_SOLVER_PP, dpm_solver.DPMSolverOptions),
 }
 
 COND_KEYS = ("label", "context", "context_mask")
-_GRID_KEYS = ("grid", "rho", "sigma_min", "spacing")
-_COMMON = {
-    "t_start": 1.0,
-    "return_trajectory": False,
-    "learned_variance": False,
-    **dict.fromkeys(_GRID_KEYS + COND_KEYS),
-}
-
-# option -> (is it allowed?, what is allowed)
-_RULES = {
-    "eta": (lambda v: v >= 0, "a float >= 0"),
-    "clip_x0": (lambda v: v is None or v > 0, "None or a float > 0"),
-    "variance": (lambda v: v in ("beta", "beta_tilde"), "'beta' or 'beta_tilde'"),
-    "snr": (lambda v: v > 0, "a float > 0"),
-    "n_corrector": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "steps_per_level": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "step_size": (lambda v: v > 0, "a float > 0"),
-    "rtol": (lambda v: v > 0, "a float > 0"),
-    "atol": (lambda v: v > 0, "a float > 0"),
-    "max_steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "S_churn": (lambda v: v >= 0, "a float >= 0"),
-    "S_noise": (lambda v: v > 0, "a float > 0"),
-}
 
 
 def _method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"Unknown method {name!r}; valid methods: {sorted(METHODS)}.")
     return METHODS[name]
-
-
-def _options(name: str, spec: Method, options: dict) -> dict:
-    """Defaults merged with the user's options; unknown or invalid ones raise."""
-    defaults = {
-        **_COMMON,
-        "t_end": spec.t_end,
-        "denoise_final": spec.denoise_final,
-        "grid": spec.grid,
-        **spec.options,
-    }
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"Unknown options {unknown} for method {name!r}; valid options: {sorted(defaults)}."
-        )
-    opts = {**defaults, **options}
-    for key, (ok, allowed) in _RULES.items():
-        if key in opts and not ok(opts[key]):
-            raise ValueError(f"Option {key} must be {allowed}; got {key}={opts[key]!r}.")
-    return opts
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in parametrization.KINDS:
-        raise ValueError(
-            f"Unknown prediction kind {kind!r}; valid kinds: {list(parametrization.KINDS)}."
-        )
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -161,12 +96,12 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def _check_inputs(shape, x_init, cond, opts) -> None:
+def _check_inputs(shape, x_init, cond, t_start: float) -> None:
     if x_init is not None and tuple(jnp.shape(x_init)) != shape:
         raise ValueError(f"x_init must have shape {shape}; got {tuple(jnp.shape(x_init))}.")
-    if x_init is None and opts["t_start"] < 1.0:
+    if x_init is None and t_start < 1.0:
         raise ValueError(
-            f"t_start={opts['t_start']} < 1 needs x_init: the input noised to t_start "
+            f"t_start={t_start} < 1 needs x_init: the input noised to t_start "
             "(e.g. process.sample_marginal(key, x0, t_start)[0])."
         )
     for k, v in cond.items():
@@ -191,14 +126,13 @@ def _split_model(model_fn):
 
 
 class _Config(NamedTuple):
-    """Everything that fixes the compiled program (hashable)."""
+    """What fixes the compiled program besides the options' static fields (hashable)."""
 
     method: str
     shape: tuple
     kind: str
     model: tuple
     has_x_init: bool
-    static_opts: tuple
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -206,47 +140,62 @@ def _run(config: _Config, dyn: dict):
     treedef, static = config.model
     leaves = [s if d is None else d for s, d in zip(static, dyn["model"], strict=True)]
     model_fn = jax.tree.unflatten(treedef, leaves)
-    opts = {**dict(config.static_opts), **dyn["opts"]}
-    process, times = dyn["process"], dyn["times"]
-    net = make_net(model_fn, config.kind, process, dyn["cond"], opts["learned_variance"])
-    key_init, key_steps = jax.random.split(dyn["key"])
-    x = dyn["x_init"] if config.has_x_init else process.prior_sample(key_init, config.shape)
-    spec = METHODS[config.method]
+    opts, process, times = dyn["opts"], dyn["process"], dyn["times"]
+    net = make_net(model_fn, config.kind, process, dyn["cond"], opts.learned_variance)
+    key_init, key_steps = split(dyn["key"])
+    if config.has_x_init:
+        x = dyn["x_init"]
+    else:
+        x = process.prior_std * normal(key_init, config.shape)
+    stepper = METHODS[config.method].stepper
     trajectory = None
-    if spec.stepper is None:
+    if stepper is None:
         x, info = adaptive.solve(net, process, x, opts)
     else:
+        preview = None if opts.preview_fn is None else (opts.preview_fn, opts.preview_every)
         x, nfe, trajectory = run_grid(
-            spec.stepper, net, process, x, times, key_steps, opts, opts["return_trajectory"]
+            stepper, net, process, x, times, key_steps, opts, opts.return_trajectory, preview
         )
         info = {"nfe": nfe}
-    if opts["denoise_final"]:
-        x = net(x, opts["t_end"]).x0
+    if opts.denoise_final:
+        x = net(x, opts.t_end).x0
         info["nfe"] = info["nfe"] + 1
     if trajectory is not None:
         info["trajectory"], info["times"] = trajectory, times
     return x, info
 
 
-def _grid_times(spec: Method, process, num_steps: int, opts: dict):
+def _grid_times(spec: Method, process: Process, opts: SamplerOptions) -> Array:
+    """The grid's times (N + 1,) built on the host (a dummy (2,) for ode_adaptive)."""
     if spec.stepper is None:
-        grids.check_span(num_steps, opts["t_start"], opts["t_end"])
-        if opts["return_trajectory"]:
-            raise ValueError("return_trajectory is not available for ode_adaptive.")
+        grids.check_span(opts.num_steps, opts.t_start, opts.t_end)
+        for k in ("return_trajectory", "preview_fn"):
+            if getattr(opts, k):
+                raise ValueError(f"{k} is not available for ode_adaptive.")
         return jnp.zeros((2,), jnp.float32)
-    params = {k: opts[k] for k in _GRID_KEYS[1:] if opts[k] is not None}
+    intervals = opts.num_steps
+    if spec.levels:
+        grids.check_span(opts.num_steps, opts.t_start, opts.t_end)
+        if opts.num_steps < 2:
+            raise ValueError(
+                f"num_steps counts noise levels from t_start to t_end here; it must be >= 2; "
+                f"got num_steps={opts.num_steps}."
+            )
+        intervals = opts.num_steps - 1
     # Grids are host data: build them eagerly even when sample() is called under jit.
     with jax.ensure_compile_time_eval():
         try:
             grid = grids.build(
-                opts["grid"], process, num_steps, opts["t_start"], opts["t_end"], **params
+                opts.grid, process, intervals, opts.t_start, opts.t_end, **opts.grid_params()
             )
         except jax.errors.ConcretizationTypeError as e:
             raise ValueError(
-                f"The {opts['grid']!r} grid is computed from the process on the host, but the "
+                f"The {opts.grid!r} grid is computed from the process on the host, but the "
                 "process holds traced values (sample() called under jit with a traced "
                 "process): pass a concrete process, or grid='uniform' / 'quadratic'."
             ) from e
+    if spec.levels:  # a first step that stays at t_start: its level is the top one
+        return jnp.asarray(np.concatenate([grid.times[:1], grid.times]))
     return jnp.asarray(grid.times)
 
 
@@ -259,8 +208,6 @@ def _process_for(name: str, spec: Method, process) -> Process:
             f"); got {type(process).__name__}. Continuous processes: use 'ode_heun', "
             "'dpm_solver++', 'euler_maruyama', ..."
         )
-    if not spec.discrete and isinstance(process, DiscreteSchedule):
-        return process.continuous
     return process
 
 
@@ -280,20 +227,30 @@ def sample(
 
     Args:
       key: PRNG key; x_init (if drawn) uses one half, step k of the loop fold_in(other, k).
+        Per-example randomness: a (B,) array of keys (``jax.random.split(key, B)``, or raw
+        (B, 2) keys) or of int32 seeds; example i then draws all its noise from key i
+        alone, so it equals the same key sampled in a batch of one (except ``pc``, whose
+        SNR step size uses batch means, and ``ode_adaptive``, whose error norm is the
+        batch maximum).
       model_fn: ``(x, t, **cond) -> prediction`` (or ``(prediction, v)`` with
         ``learned_variance=True``), x (B, ...), t (B,) in [0, 1].
       process: an SDE or a DiscreteSchedule (required by ddpm/ddim).
       shape: (B, ...), the shape of the samples.
       method: the sampler; see docs/samplers.md for the table of methods.
-      num_steps: number of grid intervals (noise levels for annealed_langevin; the first
-        step is span / num_steps for ode_adaptive).
+      num_steps: number of grid intervals (noise levels, t_start and t_end included, for
+        annealed_langevin; the first step is span / num_steps for ode_adaptive).
       kind: what model_fn predicts: "score", "eps", "x0" or "v".
       x_init: the starting point at t_start, shape ``shape`` (default: a prior draw;
         required when t_start < 1, e.g. SDEdit).
-      **options: common ones: t_start (1.0), t_end, denoise_final, grid, rho, sigma_min,
-        spacing, return_trajectory, learned_variance, and conditioning (label=,
-        context=, context_mask=) passed to model_fn; plus each method's own
-        (``METHODS[method].options``).
+      **options: the fields of the method's options record ``METHODS[method].options``
+        (a :class:`~jaxdiff.samplers.options.SamplerOptions`): common ones t_start
+        (1.0), t_end, denoise_final, grid, rho, sigma_min, spacing, return_trajectory,
+        learned_variance, preview_fn (a host function ``fn(step, t, x0)`` called with
+        the x0 predicted at steps k % preview_every == 0 and the last one, for
+        progressive previews, no extra network calls; static: pass the same function
+        to reuse the compiled sampler), preview_every; each method's own (e.g. eta,
+        S_churn); and conditioning (label=, context=, context_mask=, each with leading
+        axis B) passed to model_fn.
 
     Returns:
       ``(samples, info)``: samples of ``shape``; info["nfe"] the number of network calls
@@ -305,36 +262,29 @@ def sample(
         outside (t_end, 1], shape/batch mismatches, ddpm/ddim without a DiscreteSchedule.
     """
     spec = _method(method)
-    opts = _options(method, spec, options)
-    _check_kind(kind)
+    cond = {k: options.pop(k) for k in COND_KEYS if k in options}
+    cond = {k: v for k, v in cond.items() if v is not None}
+    opts = spec.options.create(method, num_steps=num_steps, **options)
+    parametrization.check_kind(kind)
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
-    cond = {k: opts.pop(k) for k in COND_KEYS if opts[k] is not None}
-    for k in COND_KEYS:
-        opts.pop(k, None)
-    times = _grid_times(spec, process, num_steps, opts)
-    _check_inputs(shape, x_init, cond, opts)
-    for k in _GRID_KEYS:
-        opts.pop(k)
-    opts["num_steps"] = int(num_steps)
-    return _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times)
+    if isinstance(process, DiscreteSchedule) and not spec.discrete:
+        ends = {
+            k: float(process.round_to_level(float(getattr(opts, k)))) for k in ("t_start", "t_end")
+        }
+        opts = opts.replace(**ends)  # the network sees only trained levels
+    times = _grid_times(spec, process, opts)
+    _check_inputs(shape, x_init, cond, opts.t_start)
+    key = as_key(key, shape[0])
+    return _call(method, key, model_fn, process, shape, kind, x_init, cond, opts, times)
 
 
-def _is_float_option(v) -> bool:
-    """Float options are traced (changing them does not recompile); others are static."""
-    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
-        return jnp.issubdtype(v.dtype, jnp.floating)
-    return type(v) is float
-
-
-def _call(method, spec, key, model_fn, process, shape, kind, x_init, cond, opts, times):
+def _call(method, key, model_fn, process, shape, kind, x_init, cond, opts, times):
     model_static, model_dyn = _split_model(model_fn)
-    dynamic_opts = {k: jnp.float32(v) for k, v in opts.items() if _is_float_option(v)}
-    static_opts = tuple(sorted((k, v) for k, v in opts.items() if not _is_float_option(v)))
-    config = _Config(method, shape, kind, model_static, x_init is not None, static_opts)
+    config = _Config(method, shape, kind, model_static, x_init is not None)
     dyn = {
         "model": model_dyn,
-        "opts": dynamic_opts,
+        "opts": opts.compiled(),
         "process": process,
         "times": times,
         "key": key,
@@ -372,14 +322,12 @@ def encode(
     """
     spec = METHODS["ddim"]
     schedule = _process_for("ddim", spec, schedule)
-    _check_kind(kind)
+    parametrization.check_kind(kind)
     x0 = jnp.asarray(x0)
     shape = _check_shape(x0.shape)
     grid = grids.discrete(schedule, num_steps, spacing=spacing).reversed()
-    _check_inputs(shape, x0, cond, {"t_start": 1.0})
-    opts = {**_options("ddim", spec, {"eta": 0.0}), "t_end": 1.0, "num_steps": int(num_steps)}
-    for k in _GRID_KEYS + COND_KEYS:
-        opts.pop(k)
+    _check_inputs(shape, x0, cond, 1.0)
+    opts = discrete.DDIMOptions.create("ddim", num_steps=num_steps, eta=0.0, t_end=1.0)
     times = jnp.asarray(grid.times)
     key = jax.random.key(0)  # unused: eta = 0 draws no noise
-    return _call("ddim", spec, key, model_fn, schedule, shape, kind, x0, cond, opts, times)
+    return _call("ddim", key, model_fn, schedule, shape, kind, x0, cond, opts, times)

@@ -17,10 +17,75 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff import parametrization
 from jaxdiff._process import Process, batch_time, expand_like
 from jaxdiff._types import Array, PRNGKey
+
+
+def is_batched_key(key) -> bool:
+    """Whether ``key`` holds one key per example: typed keys of shape (B,), raw (B, 2)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim == (1 if typed else 2)
+
+
+def fold_in(key: PRNGKey, data) -> PRNGKey:
+    """``jax.random.fold_in`` of one key, or of each key of a per-example (B,) key array."""
+    if is_batched_key(key):
+        return jax.vmap(lambda k: jax.random.fold_in(k, data))(key)
+    return jax.random.fold_in(key, data)
+
+
+def split(key: PRNGKey) -> tuple[PRNGKey, PRNGKey]:
+    """Two keys from one (or two (B,) key arrays from a per-example one)."""
+    if is_batched_key(key):
+        pair = jax.vmap(jax.random.split)(key)  # (B, 2)
+        return pair[:, 0], pair[:, 1]
+    a, b = jax.random.split(key)
+    return a, b
+
+
+def normal(key: PRNGKey, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+    """Standard normal noise of ``shape`` = (B, ...).
+
+    With a per-example key array (B,), example i is ``normal(key[i], shape[1:])``: it does
+    not depend on the batch size or on the other examples' keys.
+    """
+    if is_batched_key(key):
+        return jax.vmap(lambda k: jax.random.normal(k, shape[1:], dtype))(key)
+    return jax.random.normal(key, shape, dtype)
+
+
+def as_key(key, batch: int) -> PRNGKey:
+    """One PRNG key, or one per example: typed keys (B,), raw keys (B, 2) or int seeds (B,).
+
+    Raises:
+      ValueError: a key array whose leading axis is not the batch size, or not a key.
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(key)
+    key = key if isinstance(key, jax.Array) else jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    raw_single = key.dtype == jnp.uint32 and key.shape == (2,)
+    if not typed and not raw_single and jnp.issubdtype(key.dtype, jnp.integer):
+        if key.ndim == 0:
+            return jax.random.key(key)
+        if key.shape == (batch,):  # seeds, one per example
+            return jax.vmap(jax.random.key)(key)
+    if (typed or key.dtype == jnp.uint32) and is_batched_key(key):
+        if key.shape[0] != batch:
+            raise ValueError(
+                f"A per-example key array needs one key per example ({batch}); got shape "
+                f"{key.shape}."
+            )
+        return key
+    if typed and key.ndim == 0 or raw_single:
+        return key
+    raise ValueError(
+        f"key must be a PRNG key, a (B,) = ({batch},) array of keys or of integer seeds; "
+        f"got dtype {key.dtype}, shape {key.shape}."
+    )
 
 
 class Prediction(NamedTuple):
@@ -140,6 +205,7 @@ def run_grid(
     key: PRNGKey,
     opts: dict,
     return_trajectory: bool = False,
+    preview: tuple | None = None,
 ):
     """Runs ``stepper`` over a grid under one ``lax.scan``.
 
@@ -152,6 +218,9 @@ def run_grid(
       key: the key of step k is ``fold_in(key, k)``.
       opts: method options (floats may be traced).
       return_trajectory: also return the states after every step.
+      preview: ``(fn, every)``: on steps k with k % every == 0 and on the last step, the
+        host calls ``fn(k, t, x0)`` with the x0 predicted by the step's first network
+        call (NumPy: k int, t (B,), x0 (B, ...)); no extra network calls.
 
     Returns:
       ``(x, nfe, trajectory)``: final state (B, ...), int32 number of network calls, and
@@ -160,8 +229,9 @@ def run_grid(
 
     def body(carry, sd):
         state, aux, nfe = carry
-        step_key = jax.random.fold_in(key, sd.index)
-        state, aux, calls = stepper.step(net, process, state, aux, sd, step_key, opts)
+        step_key = fold_in(key, sd.index)
+        step_net = net if preview is None else _previewing(net, sd, *preview)
+        state, aux, calls = stepper.step(step_net, process, state, aux, sd, step_key, opts)
         nfe = nfe + jnp.asarray(calls, jnp.int32)
         return (state, aux, nfe), (state if return_trajectory else None)
 
@@ -169,6 +239,25 @@ def run_grid(
     (x_end, _, nfe), states = jax.lax.scan(body, init, step_data(times))
     trajectory = jnp.concatenate([x[None], states]) if return_trajectory else None
     return x_end, nfe, trajectory
+
+
+def _previewing(net: Net, sd: StepData, fn: Callable, every: int) -> Net:
+    """``net`` that sends its first traced call's x0 of step sd to the host ``fn``."""
+    pending = [True]
+
+    def send(pred: Prediction, t: Array) -> None:
+        emit = (sd.index % every == 0) | sd.is_last
+        callback = lambda: jax.debug.callback(fn, sd.index, t, pred.x0)
+        jax.lax.cond(emit, callback, lambda: None)
+
+    def wrapped(x: Array, t: Array) -> Prediction:
+        pred = net(x, t)
+        if pending[0]:  # Python-level: the step's first call in program order
+            pending[0] = False
+            send(pred, batch_time(t, x))
+        return pred
+
+    return wrapped
 
 
 class AdaptiveState(NamedTuple):

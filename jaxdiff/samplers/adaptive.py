@@ -11,10 +11,24 @@ down to t_end (> 0: the score is singular at t = 0 for VP).
 
 from typing import NamedTuple
 
+import flax.struct
 import jax.numpy as jnp
 
 from jaxdiff import sdes
 from jaxdiff.samplers._driver import run_adaptive
+from jaxdiff.samplers.options import POSITIVE, SamplerOptions, integer, static, traced
+
+
+@flax.struct.dataclass
+class AdaptiveOptions(SamplerOptions):
+    """``ode_adaptive``: tolerances (traced) and the most attempted steps (static)."""
+
+    t_end: float = traced(1e-3)
+    denoise_final: bool = static(True)
+    rtol: float = traced(1e-5, POSITIVE)
+    atol: float = traced(1e-5, POSITIVE)
+    max_steps: int = static(10_000, integer(1))
+
 
 # Dormand & Prince (1980), the tableau of RK5(4)7FM (FSAL).
 _A = (
@@ -87,8 +101,8 @@ class PIController(NamedTuple):
         return accept, h * factor, jnp.maximum(err, 1e-4)
 
 
-def solve(net, process, x, opts):
-    """Integrates the probability-flow ODE from opts["t_start"] to opts["t_end"].
+def solve(net, process, x, opts: AdaptiveOptions):
+    """Integrates the probability-flow ODE from opts.t_start to opts.t_end.
 
     The first step is (t_end - t_start) / num_steps; ``max_steps`` bounds the attempts.
 
@@ -97,7 +111,7 @@ def solve(net, process, x, opts):
     """
     score_fn = lambda x, t: net(x, t).score
     drift = lambda x, t: sdes.probability_flow_drift(process, score_fn, x, t)
-    controller = PIController(rtol=opts["rtol"], atol=opts["atol"])
-    t0, t1 = opts["t_start"], opts["t_end"]
-    h0 = (jnp.float32(t1) - t0) / opts["num_steps"]
-    return run_adaptive(DormandPrince(), controller, drift, x, t0, t1, h0, opts["max_steps"])
+    controller = PIController(rtol=opts.rtol, atol=opts.atol)
+    t0, t1 = opts.t_start, opts.t_end
+    h0 = (jnp.float32(t1) - t0) / opts.num_steps
+    return run_adaptive(DormandPrince(), controller, drift, x, t0, t1, h0, opts.max_steps)

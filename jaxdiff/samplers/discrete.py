@@ -25,11 +25,38 @@ Both draw the noise of step k as ``normal(fold_in(key, k))``: on one grid with o
 they consume identical noise.
 """
 
-import jax
+import flax.struct
 import jax.numpy as jnp
 
 from jaxdiff._process import expand_like
-from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers._driver import Stepper, normal
+from jaxdiff.samplers.options import NON_NEGATIVE, SamplerOptions, host, one_of, static, traced
+
+
+@flax.struct.dataclass
+class DiscreteOptions(SamplerOptions):
+    """Options of ``ddpm`` and ``ddim`` (besides :class:`SamplerOptions`).
+
+    Attributes:
+      clip_x0: clip the predicted x0 to [-c, c] (None: no clipping; static).
+    """
+
+    grid: str | None = host("discrete")
+    clip_x0: float | None = static(None, (lambda v: v is None or v > 0, "None or a float > 0"))
+
+
+@flax.struct.dataclass
+class DDPMOptions(DiscreteOptions):
+    """``ddpm``: the fixed reverse variance, "beta_tilde" or "beta" (static)."""
+
+    variance: str = static("beta_tilde", one_of("beta", "beta_tilde"))
+
+
+@flax.struct.dataclass
+class DDIMOptions(DiscreteOptions):
+    """``ddim``: eta (traced), 0 deterministic, 1 DDPM with beta-tilde."""
+
+    eta: float = traced(0.0, NON_NEGATIVE)
 
 
 def alpha_bar(schedule, t):
@@ -57,7 +84,7 @@ def _learned_log_variance(schedule, sd, v):
 def _predict(net, x, sd, ab_t, opts):
     """The network's Prediction at sd.t, x0 clipped to [-c, c] when ``clip_x0 = c``."""
     pred = net(x, sd.t)
-    clip = opts["clip_x0"]
+    clip = opts.clip_x0
     if clip is None:
         return pred
     x0 = jnp.clip(pred.x0, -clip, clip)
@@ -66,7 +93,7 @@ def _predict(net, x, sd, ab_t, opts):
 
 
 def _normal(key, x):
-    return jax.random.normal(key, x.shape, x.dtype)
+    return normal(key, x.shape, x.dtype)
 
 
 def ddpm_step(net, schedule, x, aux, sd, key, opts):
@@ -77,10 +104,10 @@ def ddpm_step(net, schedule, x, aux, sd, key, opts):
     mean = (jnp.sqrt(ab_s) * beta * pred.x0 + jnp.sqrt(1.0 - beta) * (1.0 - ab_s) * x) / (
         1.0 - ab_t
     )
-    if opts["learned_variance"]:
+    if opts.learned_variance:
         log_var = _learned_log_variance(schedule, sd, pred.v)
     else:
-        log_var = jnp.log({"beta": beta, "beta_tilde": tilde}[opts["variance"]])
+        log_var = jnp.log({"beta": beta, "beta_tilde": tilde}[opts.variance])
         log_var = expand_like(log_var, x)
     std = jnp.where(sd.is_last, 0.0, jnp.exp(0.5 * log_var))
     return mean + std * _normal(key, x), aux, 1
@@ -91,7 +118,7 @@ def ddim_step(net, schedule, x, aux, sd, key, opts):
     ab_t, ab_s = alpha_bar(schedule, sd.t), alpha_bar(schedule, sd.s)
     pred = _predict(net, x, sd, ab_t, opts)
     _, tilde = _posterior(ab_t, ab_s)
-    var = jnp.square(opts["eta"]) * jnp.maximum(tilde, 0.0)
+    var = jnp.square(opts.eta) * jnp.maximum(tilde, 0.0)
     direction = jnp.sqrt(jnp.maximum(1.0 - ab_s - var, 0.0))
     x_next = jnp.sqrt(ab_s) * pred.x0 + direction * pred.eps
     return x_next + jnp.sqrt(var) * _normal(key, x), aux, 1

@@ -11,9 +11,19 @@ where D-tilde = D_t on the first step (first order; also where h is infinite, a 
 sigma = 0). The previous D is the stepper's memory; one network call per step.
 """
 
+import flax.struct
 import jax.numpy as jnp
 
 from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers.options import SamplerOptions, host, traced
+
+
+@flax.struct.dataclass
+class DPMSolverOptions(SamplerOptions):
+    """``dpm_solver++``: uniform log-SNR grid to t_end = 1e-3."""
+
+    grid: str | None = host("log_snr")
+    t_end: float = traced(1e-3)
 
 
 def _lam(process, t):

@@ -17,6 +17,11 @@ Spacings:
   diffusers' ``leading`` / ``trailing`` / ``linspace`` rules, then t_end (0 means
   alpha_bar = 1, DDIM's final step).
 
+Any grid built for a DiscreteSchedule holds only its levels: each time is moved to the
+nearest step time (i + 1) / N (0 stays 0; see :func:`on_levels`), so a discrete-time
+network is queried only at noise levels it was trained on; the ``edm`` grid then stops at
+the schedule's smallest level, as EDM's ``sigma_min = max(sigma_min, net.sigma_min)``.
+
 Example:
   >>> from jaxdiff import sdes
   >>> from jaxdiff.samplers import grids
@@ -201,6 +206,8 @@ def edm(
     check_span(num_steps, t_start, t_end)
     if not rho > 0:
         raise ValueError(f"rho must be > 0; got rho={rho}.")
+    if isinstance(process, DiscreteSchedule):  # no level below the first step's
+        sigma_min = max(sigma_min, _sigma_hat(process, 1.0 / process.num_steps))
     s_max, s_end = _sigma_hat(process, t_start), _sigma_hat(process, t_end)
     degenerate = s_max > _DEGENERATE_SIGMA_HAT
     s_max = EDM_SIGMA_MAX if degenerate else s_max
@@ -322,8 +329,39 @@ GRID_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
+def on_levels(grid: TimeGrid, schedule: DiscreteSchedule) -> TimeGrid:
+    """The grid with every time moved to a level of a discrete schedule, keeping N steps.
+
+    Levels are the step times (i + 1) / N and 0. Each time goes to the nearest level
+    (``DiscreteSchedule.round_to_level``); where two land on one level (a grid denser than
+    the schedule there, e.g. uniform log-SNR near the cosine schedule's last step, whose
+    beta is clipped at 0.999) the later ones move to the next levels down, then the earlier
+    ones up, so both ends keep their own levels.
+
+    Raises:
+      ValueError: if the grid has more times than the schedule has levels in its span.
+    """
+    times = grid.times.astype(np.float64)
+    if times[0] < times[-1]:
+        return on_levels(grid.reversed(), schedule).reversed()
+    k = np.round(np.asarray(schedule.round_to_level(times)) * schedule.num_steps)
+    for j in range(1, k.size - 1):  # top down, then bottom up
+        k[j] = min(k[j], k[j - 1] - 1)
+    for j in range(k.size - 2, 0, -1):
+        k[j] = max(k[j], k[j + 1] + 1)
+    if np.any(np.diff(k) >= 0) or k[-1] < (0 if times[-1] == 0 else 1):
+        raise ValueError(
+            f"A grid of {grid.num_steps} steps from t={times[0]} to t={times[-1]} needs more "
+            f"levels than the {schedule.num_steps}-step schedule has there: a discrete-time "
+            "network has no noise level between its steps. Use fewer steps."
+        )
+    return TimeGrid(k / schedule.num_steps)
+
+
 def build(name: str, process: Process, num_steps: int, t_start: float, t_end: float, **params):
     """Builds the grid ``name`` of :data:`GRIDS` with its extra ``params``.
+
+    For a DiscreteSchedule the times are moved to its levels (:func:`on_levels`).
 
     Raises:
       ValueError: unknown grid name (listing valid ones) or a parameter it does not take.
@@ -335,4 +373,5 @@ def build(name: str, process: Process, num_steps: int, t_start: float, t_end: fl
         raise ValueError(
             f"Grid {name!r} takes parameters {list(GRID_PARAMS[name])}; got also {extra}."
         )
-    return GRIDS[name](process, num_steps, t_start, t_end, **params)
+    grid = GRIDS[name](process, num_steps, t_start, t_end, **params)
+    return on_levels(grid, process) if isinstance(process, DiscreteSchedule) else grid

@@ -11,14 +11,26 @@ sigma-hat(t) = sigma(t) / scale(t), where it reads
 The exact solution is the same curve x(t) as the score_sde form dx/dt = f - g^2 s / 2
 (a change of variables), but the right-hand side is nearly constant for simple data,
 so the same number of steps is far more accurate. Euler in these coordinates is DDIM with
-eta = 0. Heun corrects with the slope at the next point, except on the last step
-(Euler), so N intervals cost 2N - 1 network calls.
+eta = 0. Heun corrects with the slope at the next point whenever that point has a noise
+level sigma-hat > 0 (Karras et al. 2022, Algorithm 1: "if sigma_{i+1} != 0"); a step to
+sigma-hat = 0 is Euler, since the slope is undefined there. So N intervals cost 2N - 1
+network calls on a grid ending at sigma = 0 (VP, discrete schedules, t_end = 0) and 2N on
+one ending above it (VE, whose sigma(0) = sigma_min, or t_end > 0).
 """
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
 from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers.options import SamplerOptions, host
+
+
+@flax.struct.dataclass
+class ODEOptions(SamplerOptions):
+    """``ode_euler`` and ``ode_heun``: EDM's grid down to t_end = 0, no final denoise."""
+
+    grid: str | None = host("edm")
 
 
 def _sigma_hat(process, t):
@@ -50,20 +62,36 @@ def heun_update(net, process, x, t, s, d):
     return a_s * y
 
 
-def heun_step(net, process, x, aux, sd, key, opts):
-    """One EDM Heun step (Karras et al. 2022, Alg. 1): 2 calls, 1 on the last step."""
-    del key, opts
-    d = net(x, sd.t).eps
+def heun_or_euler(net, process, x, t, s, d):
+    """Heun from t to s, or Euler when sigma-hat(s) = 0 (Alg. 1's ``if sigma_{i+1} != 0``).
+
+    Args:
+      net: the wrapped model.
+      process: the process.
+      x: the state at time t, shape (B, ...).
+      t, s: scalar times, s < t.
+      d: eps(x, t), shape (B, ...).
+
+    Returns:
+      ``(x_s, calls)``: x at time s (B, ...) and the network calls made (0 or 1, int32).
+    """
+    s_t, a_t = _sigma_hat(process, t)
+    s_s, a_s = _sigma_hat(process, s)
+    to_zero = s_s <= 0.0
 
     def euler(x):
-        s_t, a_t = _sigma_hat(process, sd.t)
-        s_s, a_s = _sigma_hat(process, sd.s)
         return a_s * (x / a_t + (s_s - s_t) * d)
 
-    x_next = jax.lax.cond(
-        sd.is_last, euler, lambda x: heun_update(net, process, x, sd.t, sd.s, d), x
-    )
-    return x_next, aux, jnp.where(sd.is_last, 1, 2)
+    x_next = jax.lax.cond(to_zero, euler, lambda x: heun_update(net, process, x, t, s, d), x)
+    return x_next, jnp.where(to_zero, 0, 1).astype(jnp.int32)
+
+
+def heun_step(net, process, x, aux, sd, key, opts):
+    """One EDM Heun step (Karras et al. 2022, Alg. 1): 2 calls, 1 on a step to sigma = 0."""
+    del key, opts
+    d = net(x, sd.t).eps
+    x_next, calls = heun_or_euler(net, process, x, sd.t, sd.s, d)
+    return x_next, aux, 1 + calls
 
 
 EULER = Stepper(step=euler_step, order=1.0)

@@ -7,16 +7,35 @@ parametrization. Noise of step k is drawn from ``fold_in(key_k, j)``: j = 0 for 
 predictor, j = 1..n for the corrector's Langevin steps.
 """
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
 from jaxdiff import sdes
 from jaxdiff._process import expand_like
-from jaxdiff.samplers._driver import Stepper
+from jaxdiff.samplers._driver import Stepper, fold_in, normal
+from jaxdiff.samplers.options import POSITIVE, SamplerOptions, host, integer, static, traced
+
+
+@flax.struct.dataclass
+class SDEOptions(SamplerOptions):
+    """``euler_maruyama``: uniform grid to t_end = 1e-3, then a final denoise."""
+
+    grid: str | None = host("uniform")
+    t_end: float = traced(1e-3)
+    denoise_final: bool = static(True)
+
+
+@flax.struct.dataclass
+class PCOptions(SDEOptions):
+    """``pc``: the corrector's signal-to-noise ratio (traced) and steps per level (static)."""
+
+    snr: float = traced(0.16, POSITIVE)
+    n_corrector: int = static(1, integer(0))
 
 
 def _normal(key, x, j: int = 0):
-    return jax.random.normal(jax.random.fold_in(key, j), x.shape, x.dtype)
+    return normal(fold_in(key, j), x.shape, x.dtype)
 
 
 def euler_maruyama_step(net, process, x, aux, sd, key, opts):
@@ -69,8 +88,8 @@ def pc_step(net, process, x, aux, sd, key, opts):
     Predictor (score_sde's ReverseDiffusionPredictor on the discretized chain):
     x_s = x - (a - 1) x + G^2 score + G z. Calls: 1 + n_corrector.
     """
-    n_corrector = opts["n_corrector"]
-    x = langevin_correct(net, process, x, sd.t, sd.s, key, opts["snr"], n_corrector)
+    n_corrector = opts.n_corrector
+    x = langevin_correct(net, process, x, sd.t, sd.s, key, opts.snr, n_corrector)
     a, g2 = _discretized(process, sd.t, sd.s)
     score = net(x, sd.t).score
     x_mean = (2.0 - a) * x + g2 * score

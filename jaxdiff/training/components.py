@@ -7,7 +7,7 @@ which hand every module plain constructor arguments.
 import jax.numpy as jnp
 import ml_collections
 
-from jaxdiff import schedules, sdes
+from jaxdiff import denoiser, schedules, sdes
 from jaxdiff.data import pipeline, sources
 from jaxdiff.training import optim
 from jaxdiff.training import step as step_lib
@@ -55,12 +55,12 @@ def build_importance(config, process):
     """``(state, (sample_fn, update_fn))`` for importance sampling of t, or ``(None, None)``."""
     if not config.loss.importance_bins:
         return None, None
-    from jaxdiff import losses
+    from jaxdiff import time_sampling
 
-    st = losses.importance_init(
+    st = time_sampling.importance_init(
         config.loss.importance_bins, config.loss.importance_history, process=process
     )
-    return st, (losses.importance_sample, losses.importance_update)
+    return st, (time_sampling.importance_sample, time_sampling.importance_update)
 
 
 def build_optimizer(config):
@@ -156,7 +156,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
         options["learned_variance"] = True
 
     def sample(params, key, labels=None):
-        model_fn = step_lib.make_model_fn(
+        model_fn = denoiser.make_model_fn(
             net.apply, params, process, config.loss.noise_level, split_output=learned
         )
         cond = {}

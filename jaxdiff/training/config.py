@@ -43,9 +43,9 @@ def base() -> ml_collections.ConfigDict:
     c.loss = dict(
         name="eps",  # losses.make_loss name
         options=ml_collections.ConfigDict(),
-        noise_level="t1000",  # how t reaches the network (training.step.NOISE_LEVELS)
+        noise_level="t1000",  # how t reaches the network (denoiser.NOISE_LEVELS)
         label_dropout=0.0,  # classifier-free guidance: p(label -> null)
-        importance_bins=0,  # > 0: importance-sample t (losses.importance_*)
+        importance_bins=0,  # > 0: importance-sample t (time_sampling.importance_*)
         importance_history=10,
     )
     c.optim = dict(

@@ -11,9 +11,11 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+import orbax.checkpoint as ocp
+from etils import epath
 
-from jaxdiff.training import checkpoint, components, loop, state
-from jaxdiff.training import step as step_lib
+from jaxdiff import denoiser
+from jaxdiff.training import checkpoint, components, optim, state
 
 PARAM_CHOICES = ("ema", "raw")
 
@@ -37,7 +39,7 @@ class Run(NamedTuple):
 
     def model_fn(self):
         """``model_fn(x, t, **cond)`` of the restored network (``(pred, v)`` if learned)."""
-        return step_lib.make_model_fn(
+        return denoiser.make_model_fn(
             self.net.apply,
             self.params,
             self.process,
@@ -67,15 +69,31 @@ def load_run(workdir: str, params: str = "ema") -> Run:
         raise ValueError(f"no checkpoint in {ckpt.directory}; train first (jaxdiff.train).")
     config = ml_collections.ConfigDict(ckpt.read_meta(step)["config"])
     process, net = components.build_process(config), components.build_model(config)
-    _, imp = components.make_train_step(config, net, process)
-    _, abstract = loop.init_state(config, net, state.make_mesh(), imp)
-    restored, _ = ckpt.restore(step, abstract)
+    restored = _restore_weights(ckpt, step)
     ckpt.close()
-    chosen = restored.params
-    if params == "ema" and restored.ema:
-        chosen = next(iter(restored.ema.values()))
+    chosen = restored["params"]
+    decays = list(config.optim.ema_decays)
+    if params == "ema" and decays and restored.get("ema"):
+        chosen = restored["ema"][optim.ema_key(decays[0])]
     elif params not in PARAM_CHOICES:
-        if params not in restored.ema:
-            raise ValueError(f"no EMA {params!r} in {workdir}; it keeps {sorted(restored.ema)}.")
-        chosen = restored.ema[params]
+        if params not in restored.get("ema", {}):
+            raise ValueError(f"no EMA {params!r} in {workdir}; it keeps {sorted(restored['ema'])}.")
+        chosen = restored["ema"][params]
     return Run(config, net, process, jax.device_get(chosen), int(step))
+
+
+def _restore_weights(ckpt: checkpoint.Checkpointer, step: int) -> dict:
+    """The saved state as plain dicts, read against the checkpoint's own array metadata.
+
+    Sampling needs only the parameters and EMAs: no optimizer, loss or train step is built
+    to learn the state's structure (the optimizer state comes back as plain dicts).
+    """
+    path = epath.Path(ckpt.directory) / str(step) / "state"
+    tree = ocp.StandardCheckpointHandler().metadata(path).tree
+    rep = state.replicated(state.make_mesh())
+    is_array = lambda m: hasattr(m, "shape") and hasattr(m, "dtype")
+    abstract = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rep), tree, is_leaf=is_array
+    )
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+    return ckpt.manager.restore(step, args=args)["state"]

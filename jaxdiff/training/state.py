@@ -81,7 +81,7 @@ def create(
       tx: the optimiser.
       ema_decays: EMA decay rates (may be empty).
       seed: the root seed; the root key is ``fold_in(key(seed), 1)`` (init uses 0).
-      importance: an importance-sampling state (``losses.importance_init``) or None.
+      importance: an importance-sampling state (``time_sampling.importance_init``) or None.
       prng_impl: the PRNG implementation (:data:`PRNG_IMPLS`).
     """
     root = jax.random.key(seed, impl=check_prng_impl(prng_impl))

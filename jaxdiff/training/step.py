@@ -1,4 +1,8 @@
-"""The pure training step and the adapter that turns a network into a model function.
+"""The pure training step.
+
+The adapter that turns a network into a model function (``make_model_fn``,
+``NOISE_LEVELS``, ``noise_level_fn``) lives in :mod:`jaxdiff.denoiser`; it is re-exported
+here for existing callers.
 
 ``make_train_step`` returns ``train_step(state, batch) -> (state, metrics)``: per-step keys
 ``fold_in(root, step)``, label dropout for classifier-free guidance, optional importance
@@ -12,75 +16,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdiff.denoiser import NOISE_LEVELS, make_model_fn, noise_level_fn
 from jaxdiff.training import optim
 from jaxdiff.training import state as state_lib
 
-
-def _t_times_1000(process, t):
-    return 1000.0 * t
-
-
-def _log_snr(process, t):
-    return process.log_snr(t)
-
-
-def _identity(process, t):
-    return t
-
-
-# How the network's ``noise_level`` input is computed from t in [0, 1]. "t1000" matches
-# DDPM-style networks (timestep embedding of 1000 t); "log_snr" suits continuous processes
-# whose t-scale means little (VE); "t" passes t through.
-NOISE_LEVELS = {"t1000": _t_times_1000, "log_snr": _log_snr, "t": _identity}
-
-
-def noise_level_fn(name: str) -> Callable:
-    """Returns ``f(process, t) -> noise_level`` (B,) from :data:`NOISE_LEVELS`.
-
-    Raises:
-      ValueError: for an unknown name, listing the valid ones.
-    """
-    if name not in NOISE_LEVELS:
-        raise ValueError(f"Unknown noise_level {name!r}; valid names: {sorted(NOISE_LEVELS)}.")
-    return NOISE_LEVELS[name]
-
-
-def make_model_fn(
-    apply_fn,
-    params,
-    process,
-    noise_level: str = "t1000",
-    *,
-    split_output=False,
-    train=False,
-    dropout_key=None,
-):
-    """Wraps ``net.apply`` as ``model_fn(x, t, **cond) -> prediction``.
-
-    Args:
-      apply_fn: ``net.apply``.
-      params: the network's parameters.
-      process: the diffusion process (for noise levels such as log-SNR).
-      noise_level: a key of :data:`NOISE_LEVELS`.
-      split_output: the network predicts 2C channels (learned variance): return
-        ``(prediction, v)`` split on the last axis, as the hybrid loss and samplers expect.
-      train: run the network in training mode (dropout on, needs ``dropout_key``).
-      dropout_key: PRNG key for dropout.
-
-    Returns:
-      ``model_fn(x, t, **cond)``; x (B, H, W, C), t (B,) in [0, 1].
-    """
-    level = noise_level_fn(noise_level)
-
-    def model_fn(x, t, **cond):
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
-        rngs = {"dropout": dropout_key} if train else {}
-        out = apply_fn({"params": params}, x, level(process, t), train=train, rngs=rngs, **cond)
-        if split_output:
-            return out[..., : x.shape[-1]], out[..., x.shape[-1] :]
-        return out
-
-    return model_fn
+__all__ = [
+    "NOISE_LEVELS",
+    "drop_labels",
+    "jit_train_step",
+    "make_model_fn",
+    "make_train_step",
+    "noise_level_fn",
+]
 
 
 def drop_labels(key, labels, p: float, null_label: int):
