@@ -19,7 +19,8 @@ from jaxdiff.training import components, summaries
 from jaxdiff.training import state as state_lib
 from jaxdiff.training import step as step_lib
 
-# Testing hook: the process SIGKILLs itself right after this step (a deterministic kill -9).
+# Testing hook: the process SIGKILLs itself right after this step (a deterministic kill -9),
+# or with "STEP:save" / "STEP:manifest" inside that step's save (see kill_point).
 KILL_ENV = "JAXDIFF_TEST_KILL_AT_STEP"
 
 
@@ -53,14 +54,38 @@ def init_state(config, net, mesh, imp_state):
 
 
 def restore_or_init(config, ckpt, create, abstract, iterator):
-    """Resumes from the latest checkpoint (checking it belongs to this config) or inits."""
-    step = ckpt.latest_step()
-    if step is None:
-        return create()
+    """Resumes from the newest good checkpoint (checking it belongs to this config) or inits.
+
+    A checkpoint that fails verification is set aside (one line each) and the next older
+    one is tried.
+    """
     current = json.loads(json.dumps(config.to_dict()))
-    ckpt_lib.check_compatible(ckpt.read_meta(step).get("config", {}), current, ckpt.directory)
-    state, _ = ckpt.restore(step, abstract, iterator)
-    return state
+    while (step := ckpt.recover()) is not None:
+        try:
+            ckpt_lib.check_compatible(
+                ckpt.read_meta(step).get("config", {}), current, ckpt.directory
+            )
+            state, _ = ckpt.restore(step, abstract, iterator)
+        except ckpt_lib.CheckpointDamagedError as e:
+            ckpt.set_aside(step, e.problem)
+            continue
+        say(f"resumed from step {step} ({ckpt.directory})")
+        return state
+    return create()
+
+
+def say(message: str) -> None:
+    """A one-line message to the user (stdout, flushed: progress bars go to stderr)."""
+    print(message, flush=True)
+
+
+def kill_point(value: str | None) -> tuple[str, int] | None:
+    """Parses the :data:`KILL_ENV` testing hook: ``"12"`` (after step 12), ``"12:save"``
+    (while step 12's save is being written) or ``"12:manifest"`` (while it is committed)."""
+    if not value:
+        return None
+    step, _, phase = value.partition(":")
+    return (phase or "step", int(step))
 
 
 def draw_samples(config, sample_fn, state, step, workdir, writer):
@@ -93,13 +118,16 @@ def train(config, workdir: str):
         tc.keep_last,
         tc.keep_every,
         async_save=tc.async_checkpoint,
+        report=say,
     )
+    kill_at = kill_point(os.environ.get(KILL_ENV))
+    ckpt.kill_point = kill_at
     state = restore_or_init(config, ckpt, *init_state(config, net, mesh, imp_state), iterator)
     rep = state_lib.replicated(mesh)
     sample_fn = jax.jit(components.make_sampler(config, net, process), out_shardings=rep)
     writer = summaries.Writer(workdir, enabled=jax.process_index() == 0)
     meta = {"config": json.loads(json.dumps(config.to_dict()))}
-    stop, kill_at = ckpt_lib.install_sigterm_handler(), int(os.environ.get(KILL_ENV, -1))
+    stop = ckpt_lib.install_sigterm_handler()
     start = int(state.step)
     bar = tqdm(
         total=tc.num_steps,
@@ -126,7 +154,8 @@ def train(config, workdir: str):
                 ckpt.save(step, state, iterator, meta, force=preempted)
             if tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps):
                 draw_samples(config, sample_fn, state, step, workdir, writer)
-            if step == kill_at:
+            ckpt.poll()
+            if kill_at == ("step", step):
                 os.kill(os.getpid(), signal.SIGKILL)
             if preempted:
                 bar.write(f"SIGTERM: saved step {step} in {ckpt.directory}; exiting.")
