@@ -20,8 +20,11 @@ the step costs the same at 32 and 64, and more updates per image help a short ru
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.prng_impl = "threefry2x32"
     c.data.update(source="tfds", name="mnist", image_size=28, channels=1, batch_size=64)
