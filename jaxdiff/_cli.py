@@ -17,6 +17,7 @@ Example::
 """
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -81,6 +82,24 @@ def check_writable_file(path: str, flag: str) -> None:
         raise ValueError(f"{flag}={path}: folder {folder} is not writable.")
 
 
+# Log lines from libraries that every run would print and that need no action.
+KNOWN_NOISE = (
+    "OpenCV is not installed",  # tensorflow_datasets decodes with PIL instead: fine here
+)
+
+
+class _DropKnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(KNOWN_NOISE)
+
+
+def silence_known_warnings() -> None:
+    """Drops :data:`KNOWN_NOISE` from absl's log (idempotent)."""
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
+        logger.addFilter(_DropKnownNoise())
+
+
 def define_verbose(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_bool("verbose", False, "Show tracebacks of errors too.", flag_values=flag_values)
 
@@ -140,9 +159,10 @@ def run_absl(
         print(_help(flag_values, prog, doc, help_extra))
         raise SystemExit(0)
     parse_absl(flag_values, argv, prog, after, before)
-    from absl import logging
+    from absl import logging as absl_logging
 
-    logging.set_verbosity(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    silence_known_warnings()
     guard(fn, verbose=flag_values["verbose"].value)
 
 
@@ -151,6 +171,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        silence_known_warnings()
         self.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
 
     def error(self, message):

@@ -7,12 +7,13 @@ before the manifest is committed). One workdir is killed at each point in turn, 
 order, then run to the end.
 """
 
+import os
 import random
 
 import pytest
 
-from jaxdiff.training import loop
-from tests.test_train import RUN20, load_state, train_cli, uninterrupted  # noqa: F401
+from jaxdiff.training import integrity, loop
+from tests.test_train import RUN20, SMOKE, load_state, train_cli, uninterrupted  # noqa: F401
 
 CHECKPOINT_STEPS = (5, 10, 15, 20)  # RUN20 saves every 5 of 20 steps
 PHASE_ORDER = {"save": 0, "step": 1, "manifest": 2}
@@ -70,3 +71,43 @@ def test_three_kills_inside_and_between_saves(uninterrupted, tmp_path):  # noqa:
 def test_twenty_random_kills(uninterrupted, tmp_path):  # noqa: F811
     killed_then_resumed(str(tmp_path), kill_points(20, seed=0))
     assert_same_final_state(uninterrupted, str(tmp_path))
+
+
+def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_train import REPO
+
+    workdir = str(tmp_path)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+    args = [f"--config={SMOKE}", f"--workdir={workdir}", "--config.train.num_steps=100000"]
+    args += ["--config.train.checkpoint_every=100000", "--config.train.sample_every=3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxdiff.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 300
+    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 5):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    took = time.time() - sent
+    assert proc.returncode == 0, err[-2000:]
+    assert took < 30, took  # a step, a save and its manifest (seconds even on a loaded CPU)
+    saved = [line for line in out.splitlines() if line.startswith("SIGTERM: saved step")]
+    assert len(saved) == 1, out
+    step = int(saved[0].split()[3])
+    assert integrity.verify(os.path.join(workdir, "checkpoints", str(step)), step) is None
+    assert out.strip().splitlines()[-1].startswith(f"done at step {step}: checkpoint ")
+    again = train_cli(workdir, "--config.train.num_steps=1", check=False)
+    assert f"resumed from step {step} (" in again.stdout, again.stdout + again.stderr

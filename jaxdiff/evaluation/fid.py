@@ -122,6 +122,7 @@ def extract_features(
     batch_size: int = 100,
     data_range: tuple[float, float] = (0, 255),
     progress: bool = False,
+    desc: str = "features",
 ) -> np.ndarray:
     """Runs ``feature_fn`` over ``images`` in fixed-size batches (one compile).
 
@@ -131,6 +132,7 @@ def extract_features(
       batch_size: images per call; the last batch is padded (padding is dropped).
       data_range: range of ``images`` (must match what ``feature_fn`` expects).
       progress: show a tqdm progress bar.
+      desc: the progress bar's label.
 
     Returns:
       (N, D) float32 features.
@@ -140,7 +142,8 @@ def extract_features(
     n_dev = jax.device_count()
     batch_size = -(-min(batch_size, len(images)) // n_dev) * n_dev
     out = []
-    for start in tqdm.trange(0, len(images), batch_size, disable=not progress, unit="batch"):
+    steps = range(0, len(images), batch_size)
+    for start in tqdm.tqdm(steps, desc=desc, disable=not progress, unit="batch"):
         batch = images[start : start + batch_size]
         pad = batch_size - len(batch)
         if pad:
@@ -352,7 +355,9 @@ def statistics_for(
     images = load_images(spec)
     lo_hi = (0, 255) if images.dtype == np.uint8 else (-1, 1)
     validate_images(images, lo_hi)  # before the weights are loaded
-    feats = extract_features(images, make_fn(lo_hi), batch_size, lo_hi, progress=True)
+    feats = extract_features(
+        images, make_fn(lo_hi), batch_size, lo_hi, progress=True, desc=f"features of {spec}"
+    )
     return (*feature_statistics(feats), feats)
 
 
