@@ -272,3 +272,20 @@ def test_every_config_refuses_an_unknown_variant(name):
     with pytest.raises(UsageError, match=f"unknown config variant 'bogus'; valid: .*{valid}"):
         module.get_config("bogus")
     assert "smoke" in module.VARIANTS
+
+
+def test_known_noise_is_dropped_from_absl_logs():
+    import logging
+
+    from jaxdiff import _cli
+
+    _cli.silence_known_warnings()
+    _cli.silence_known_warnings()  # idempotent
+    logger = logging.getLogger("absl")
+    assert sum(isinstance(f, _cli._DropKnownNoise) for f in logger.filters) == 1
+    record = logging.LogRecord(
+        "absl", logging.WARNING, "", 0, "OpenCV is not installed. We", (), None
+    )
+    assert not logger.filter(record)
+    record.msg = "something else"
+    assert logger.filter(record)
