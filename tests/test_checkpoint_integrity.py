@@ -229,3 +229,27 @@ def test_a_checkpoint_of_another_prng_impl_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds a threefry2x32 key; this run uses rbg"):
         ckpt.restore(1, abstract.replace(prng_impl="rbg"))
     ckpt.close()
+
+
+def test_a_legacy_checkpoint_that_cannot_be_read_is_set_aside_too(
+    trained, tmp_path, capsys, monkeypatch
+):
+    """Without manifests, a corrupted meta JSON is found when read: set aside, fall back."""
+    base, want = trained
+    workdir = str(tmp_path / "run")
+    shutil.copytree(base, workdir)
+    root = os.path.join(workdir, "checkpoints")
+    os.remove(os.path.join(root, integrity.MARKER))
+    for step in (5, 10):
+        os.remove(os.path.join(root, str(step), integrity.MANIFEST))
+    meta = os.path.join(root, "10", "meta", "metadata")
+    open(meta, "w").write(open(meta).read().replace(",", ";", 1))
+    _standins.install(monkeypatch)
+    capsys.readouterr()
+    got = loop.train(config(15), workdir)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith("restoring step 10 unverified.")
+    assert lines[1].startswith("checkpoint step 10 failed verification (meta: ")
+    assert lines[1].endswith("falling back to step 5."), lines[1]
+    assert lines[3].startswith("resumed from step 5")
+    assert_bitwise_equal(want, got)
