@@ -15,8 +15,11 @@ sampling) after 800k steps on a TPU v3-8; not reproduced here. ``:smoke`` runs o
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.data.update(
         source="tfds", name="cifar10", image_size=32, channels=3, batch_size=128, flip=True

@@ -18,8 +18,11 @@ not reproduced here. ``:smoke`` runs one step of a tiny DiT on 32x32x4 latents.
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.data.update(
         source="latents", name="imagenet_latents", image_size=32, channels=4, batch_size=256

@@ -16,8 +16,11 @@ committed picture); the full config is meant for a GPU (not measured here).
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("cpu", "smoke")  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.data.update(source="tfds", name="mnist", image_size=28, channels=1, batch_size=128)
     c.model.update(name="unet_28x28", num_classes=10)

@@ -11,8 +11,11 @@ that in minutes; not measured on this project's CPUs). ``:smoke`` runs one tiny 
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.data.update(source="tfds", name="mnist", image_size=28, channels=1, batch_size=128)
     c.model.name = "unet_28x28"

@@ -22,7 +22,10 @@ hardware and FID. ``:smoke`` runs one tiny step.
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.release("mnist")
     return base.smoke(c, **base.SMOKE_UNET) if arg == "smoke" else c

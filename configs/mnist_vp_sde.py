@@ -12,8 +12,11 @@ Expected: recognisable digits after ~20k steps (not measured on this project's C
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.data.update(source="tfds", name="mnist", image_size=28, channels=1)
     c.model.name = "unet_28x28"

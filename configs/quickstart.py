@@ -14,8 +14,11 @@ Frechet distance against the 297 held-out digits). ``:smoke`` runs one tiny step
 
 from jaxdiff.training import config as base
 
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
 
 def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
     c = base.base()
     c.data.update(source="digits", name="digits", image_size=8, channels=1, batch_size=128)
     c.model.name = "unet_8x8"

@@ -18,34 +18,66 @@ Example::
 
 import os
 
-from absl import app, flags, logging
+from absl import flags
 
-from jaxdiff import _xla_flags
+from jaxdiff import _cli, _xla_flags
 
-flags.DEFINE_string("workdir", None, "A training run's directory.")
-flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, bpd.")
-flags.DEFINE_integer("num_samples", 10_000, "Samples for FID/KID/IS (and test images).")
-flags.DEFINE_integer("num_bpd", 256, "Test images for bits/dim.")
-flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).")
-flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).")
-flags.DEFINE_float("guidance", None, "CFG weight w (default: the config's).")
-flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.")
-flags.DEFINE_enum("features", "inception", ["inception", "classifier"], "FID/KID features.")
-flags.DEFINE_string("classifier_dir", None, "A trained jaxdiff.evaluation.classifier run.")
-flags.DEFINE_integer("shard_size", 500, "Samples per resumable shard.")
-flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.mark_flags_as_required(["workdir"])
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+_F = dict(flag_values=FLAGS)
+flags.DEFINE_string("workdir", None, "A training run's directory.", **_F)
+flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, bpd.", **_F)
+flags.DEFINE_integer("num_samples", 10_000, "Samples for FID/KID/IS (and test images).", **_F)
+flags.DEFINE_integer("num_bpd", 256, "Test images for bits/dim.", **_F)
+flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).", **_F)
+flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", **_F)
+flags.DEFINE_float("guidance", None, "CFG weight w (default: the config's).", **_F)
+flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.", **_F)
+flags.DEFINE_enum("features", "inception", ["inception", "classifier"], "FID/KID features.", **_F)
+flags.DEFINE_string("classifier_dir", None, "A trained jaxdiff.evaluation.classifier run.", **_F)
+flags.DEFINE_integer("shard_size", 500, "Samples per resumable shard.", **_F)
+flags.DEFINE_integer("seed", 0, "Sampling seed.", **_F)
+_cli.define_verbose(FLAGS)
+flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
+
+
+def preflight(metrics: list[str]) -> None:
+    """Checks counts, weights and folders before any sampling (minutes saved on a mistake)."""
+    from jaxdiff.evaluation import convert
+    from jaxdiff.sample import check_run_dir
+
+    _cli.require(FLAGS.num_samples >= 2, f"--num_samples={FLAGS.num_samples}: must be >= 2.")
+    _cli.require(FLAGS.shard_size >= 1, f"--shard_size={FLAGS.shard_size}: must be >= 1.")
+    _cli.require(FLAGS.num_bpd >= 1, f"--num_bpd={FLAGS.num_bpd}: must be >= 1.")
+    needs_classifier = FLAGS.features == "classifier" or "is" in metrics
+    _cli.require(
+        FLAGS.classifier_dir or not needs_classifier,
+        "--classifier_dir is needed for --features=classifier and the 'is' metric "
+        "(a trained jaxdiff.evaluation.classifier run).",
+    )
+    if FLAGS.classifier_dir and not os.path.isdir(FLAGS.classifier_dir):
+        raise ValueError(f"--classifier_dir={FLAGS.classifier_dir}: no such folder.")
+    if FLAGS.features == "inception" and {"fid", "kid"} & set(metrics):
+        if not os.path.isfile(convert.default_path()):
+            convert.load_params()  # raises with the message that says how to convert
+    check_run_dir(FLAGS.workdir)
 
 
 def evaluate() -> None:
     import jax
 
     from jaxdiff.evaluation import run as run_lib
+    from jaxdiff.sample import check_sampling_flags
     from jaxdiff.training import components, restore
 
-    metrics = run_lib.check_metrics(FLAGS.metrics)
+    try:
+        metrics = run_lib.check_metrics(FLAGS.metrics)
+    except ValueError as e:
+        raise _cli.UsageError(f"--metrics: {e}") from None
+    preflight(metrics)
     run = restore.load_run(FLAGS.workdir, FLAGS.params)
+    check_sampling_flags(
+        run.config, FLAGS.num_samples, FLAGS.num_steps, FLAGS.guidance, None, FLAGS.method
+    )
     s = run.config.sample
     method, num_steps = FLAGS.method or s.method, FLAGS.num_steps or s.num_steps
     w = s.guidance if FLAGS.guidance is None else FLAGS.guidance
@@ -80,15 +112,15 @@ def evaluate() -> None:
     print(run_lib.write_report(results, os.path.join(out_dir, f"metrics_step{run.step}.json")))
 
 
-def main(argv) -> None:
-    del argv
+def run() -> None:
     _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
-    logging.set_verbosity(logging.WARNING)
-    try:
-        evaluate()
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}") from None
+    evaluate()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command (``argv`` without the program name; default ``sys.argv[1:]``)."""
+    _cli.run_absl(run, FLAGS, argv, "jaxdiff.evaluate", doc=__doc__)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -158,11 +158,12 @@ class Pretrained:
             or bad sampler arguments.
         """
 
-        labels = self._labels(num, label)
+        labels = self.labels_for(num, label)
         fn = _compiled_sampler(self, method, num_steps, guidance, tuple(sorted(options.items())))
         return fn(self.params, key, labels)
 
-    def _labels(self, num: int, label):
+    def labels_for(self, num: int, label):
+        """The (num,) int32 labels that .sample uses for ``label`` (None if unconditional)."""
         import jax.numpy as jnp
 
         if not self.num_classes:

@@ -17,13 +17,18 @@ reaches) and of pure noise. Running it again resumes the finished run and only r
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from jaxdiff import _xla_flags
+from jaxdiff import _cli, _xla_flags
 
-flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints and samples go.")
-flags.DEFINE_integer("num_samples", 500, "Samples scored against the held-out digits.")
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "workdir", "runs/quickstart", "Where checkpoints and samples go.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "num_samples", 500, "Samples scored against the held-out digits.", flag_values=FLAGS
+)
+_cli.define_verbose(FLAGS)
 
 CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.py"
@@ -96,19 +101,15 @@ def score(samples: np.ndarray, seed: int = 0) -> dict:
     }
 
 
-def main(argv) -> None:
-    del argv
+def run() -> None:
+    _cli.require(FLAGS.num_samples >= 2, f"--num_samples={FLAGS.num_samples}: must be >= 2.")
     _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
-    logging.set_verbosity(logging.WARNING)
     import jax
 
     from jaxdiff.training import components, loop, summaries
 
-    try:
-        config = load_config()
-        state = loop.train(config, FLAGS.workdir)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    config = load_config()
+    state = loop.train(config, FLAGS.workdir)
     config.sample.num_samples = FLAGS.num_samples
     net, process = components.build_model(config), components.build_process(config)
     sample = jax.jit(components.make_sampler(config, net, process))
@@ -126,5 +127,10 @@ def main(argv) -> None:
     )
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The command (``argv`` without the program name; default ``sys.argv[1:]``)."""
+    _cli.run_absl(run, FLAGS, argv, "jaxdiff.quickstart", doc=__doc__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    main()

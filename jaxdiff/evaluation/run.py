@@ -51,7 +51,9 @@ def generate_samples(sample_fn, params, out_dir, num_samples, labels_fn, shard_s
     """
     os.makedirs(out_dir, exist_ok=True)
     shards = []
-    for i in tqdm.trange(math.ceil(num_samples / shard_size), desc="sampling", unit="shard"):
+    for i in tqdm.trange(
+        math.ceil(num_samples / shard_size), desc=f"sampling {num_samples} images", unit="shard"
+    ):
         path = os.path.join(out_dir, f"shard_{i:05d}.npz")
         if not os.path.exists(path):
             labels = None if labels_fn is None else labels_fn(shard_size)
@@ -91,8 +93,12 @@ def sample_metrics(metrics, samples, reference, feature_fn, logits_fn) -> dict:
     """FID / KID / IS of uint8 ``samples`` against uint8 ``reference`` images."""
     out = {}
     if {"fid", "kid"} & set(metrics):
-        f_fake = fid_lib.extract_features(samples, feature_fn, progress=True)
-        f_real = fid_lib.extract_features(reference, feature_fn, progress=True)
+        f_fake = fid_lib.extract_features(
+            samples, feature_fn, progress=True, desc="features: samples"
+        )
+        f_real = fid_lib.extract_features(
+            reference, feature_fn, progress=True, desc="features: test images"
+        )
         if "fid" in metrics:
             out["fid"] = fid_lib.fid_from_features(f_real, f_fake)
         if "kid" in metrics:
@@ -100,7 +106,7 @@ def sample_metrics(metrics, samples, reference, feature_fn, logits_fn) -> dict:
     if "is" in metrics:
         if logits_fn is None:
             raise ValueError("IS needs class logits: pass --classifier_dir.")
-        logits = fid_lib.extract_features(samples, logits_fn)
+        logits = fid_lib.extract_features(samples, logits_fn, progress=True, desc="IS logits")
         out["is"], out["is_std"] = inception_score.inception_score_from_logits(logits)
     return out
 

@@ -8,6 +8,22 @@ training step.
 
 import ml_collections
 
+from jaxdiff._cli import UsageError
+
+
+def check_variant(arg: str | None, variants: tuple[str, ...]) -> str | None:
+    """``arg`` (None or "" for the full config) if it is one of ``variants``.
+
+    Raises:
+      UsageError: an unknown variant (the message lists the valid ones).
+    """
+    if arg in (None, ""):
+        return None
+    if arg not in variants:
+        valid = ", ".join(f":{v}" for v in variants)
+        raise UsageError(f"unknown config variant {arg!r}; valid: none (the full config), {valid}.")
+    return arg
+
 
 def base() -> ml_collections.ConfigDict:
     """Every field a training run reads, with defaults for MNIST-sized DDPM."""

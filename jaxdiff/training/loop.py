@@ -14,17 +14,60 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from jaxdiff._cli import UsageError
 from jaxdiff.training import checkpoint as ckpt_lib
 from jaxdiff.training import components, summaries
 from jaxdiff.training import state as state_lib
 from jaxdiff.training import step as step_lib
 
-# Testing hook: the process SIGKILLs itself right after this step (a deterministic kill -9).
+# Testing hook: the process SIGKILLs itself right after this step (a deterministic kill -9),
+# or with "STEP:save" / "STEP:manifest" inside that step's save (see kill_point).
 KILL_ENV = "JAXDIFF_TEST_KILL_AT_STEP"
 
 
 class NonFiniteLossError(ValueError):
     """Raised when the loss stops being finite."""
+
+
+# (config path, lowest allowed value, what it means): checked before anything is written.
+MINIMA = (
+    ("train.num_steps", 1, "training steps"),
+    ("train.checkpoint_every", 1, "steps between checkpoints"),
+    ("train.log_every", 1, "steps between logged metrics"),
+    ("train.keep_last", 1, "checkpoints kept"),
+    ("train.keep_every", 0, "0: none"),
+    ("train.sample_every", 0, "0: never"),
+    ("data.batch_size", 1, "examples per step"),
+    ("optim.grad_accum", 1, "micro-batches per step"),
+    ("sample.num_steps", 1, "sampler steps"),
+    ("sample.num_samples", 1, "samples per grid"),
+    ("sample.guidance", 0, "the CFG weight w"),
+)
+
+
+def check_config(config) -> None:
+    """Raises UsageError (one line) for a config value out of range."""
+    for path, low, meaning in MINIMA:
+        value = config
+        for part in path.split("."):
+            value = value[part]
+        if value < low:
+            raise UsageError(f"--config.{path}={value}: must be >= {low} ({meaning}).")
+    if not 0 <= config.loss.label_dropout < 1:
+        raise UsageError(
+            f"--config.loss.label_dropout={config.loss.label_dropout}: must be in [0, 1)."
+        )
+    if config.sample.guidance and not config.model.num_classes:
+        raise UsageError(
+            f"--config.sample.guidance={config.sample.guidance}: guidance needs a "
+            "class-conditional model (model.num_classes > 0); use 0."
+        )
+    if config.loss.label_dropout and not config.model.num_classes:
+        raise UsageError("--config.loss.label_dropout needs model.num_classes > 0; use 0.")
+    try:
+        state_lib.check_prng_impl(config.prng_impl)
+    except ValueError as e:
+        raise UsageError(f"--config.prng_impl: {e}") from None
 
 
 def check_workdir(workdir: str) -> None:
@@ -53,14 +96,38 @@ def init_state(config, net, mesh, imp_state):
 
 
 def restore_or_init(config, ckpt, create, abstract, iterator):
-    """Resumes from the latest checkpoint (checking it belongs to this config) or inits."""
-    step = ckpt.latest_step()
-    if step is None:
-        return create()
+    """Resumes from the newest good checkpoint (checking it belongs to this config) or inits.
+
+    A checkpoint that fails verification is set aside (one line each) and the next older
+    one is tried.
+    """
     current = json.loads(json.dumps(config.to_dict()))
-    ckpt_lib.check_compatible(ckpt.read_meta(step).get("config", {}), current, ckpt.directory)
-    state, _ = ckpt.restore(step, abstract, iterator)
-    return state
+    while (step := ckpt.recover()) is not None:
+        try:
+            ckpt_lib.check_compatible(
+                ckpt.read_meta(step).get("config", {}), current, ckpt.directory
+            )
+            state, _ = ckpt.restore(step, abstract, iterator)
+        except ckpt_lib.CheckpointDamagedError as e:
+            ckpt.set_aside(step, e.problem)
+            continue
+        say(f"resumed from step {step} ({ckpt.directory})")
+        return state
+    return create()
+
+
+def say(message: str) -> None:
+    """A one-line message to the user (stdout, flushed: progress bars go to stderr)."""
+    print(message, flush=True)
+
+
+def kill_point(value: str | None) -> tuple[str, int] | None:
+    """Parses the :data:`KILL_ENV` testing hook: ``"12"`` (after step 12), ``"12:save"``
+    (while step 12's save is being written) or ``"12:manifest"`` (while it is committed)."""
+    if not value:
+        return None
+    step, _, phase = value.partition(":")
+    return (phase or "step", int(step))
 
 
 def draw_samples(config, sample_fn, state, step, workdir, writer):
@@ -78,8 +145,29 @@ def train(config, workdir: str):
     """Trains (or resumes) a run described by ``config`` in ``workdir``; returns the state.
 
     Raises:
-      ValueError: on bad input (with a one-line message) or a non-finite loss.
+      UsageError: a config value out of range (before anything is written).
+      ValueError: other bad input (with a one-line message) or a non-finite loss.
     """
+    check_config(config)
+    created = not os.path.exists(workdir)
+    try:
+        return _train(config, workdir)
+    except BaseException:
+        if created:
+            remove_empty_dirs(workdir)  # a failed first run leaves no empty workdir behind
+        raise
+
+
+def remove_empty_dirs(root: str) -> None:
+    """Removes ``root`` and the folders under it that hold no files."""
+    for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def _train(config, workdir: str):
     check_workdir(workdir)
     mesh = state_lib.make_mesh()
     state_lib.check_batch_size(config.data.batch_size, mesh)
@@ -87,26 +175,27 @@ def train(config, workdir: str):
     step_fn, imp_state = components.make_train_step(config, net, process)
     step_fn = step_lib.jit_train_step(step_fn, mesh)
     iterator = iter(components.build_dataset(config, jax.process_index(), jax.process_count()))
-    tc = config.train
+    tc, main_host = config.train, jax.process_index() == 0
     ckpt = ckpt_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"),
         tc.keep_last,
         tc.keep_every,
         async_save=tc.async_checkpoint,
+        report=say if main_host else lambda message: None,
     )
+    kill_at = ckpt.kill_point = kill_point(os.environ.get(KILL_ENV))
     state = restore_or_init(config, ckpt, *init_state(config, net, mesh, imp_state), iterator)
     rep = state_lib.replicated(mesh)
     sample_fn = jax.jit(components.make_sampler(config, net, process), out_shardings=rep)
-    writer = summaries.Writer(workdir, enabled=jax.process_index() == 0)
+    writer = summaries.Writer(workdir, enabled=main_host)
     meta = {"config": json.loads(json.dumps(config.to_dict()))}
-    stop, kill_at = ckpt_lib.install_sigterm_handler(), int(os.environ.get(KILL_ENV, -1))
-    start = int(state.step)
+    stop = ckpt_lib.install_sigterm_handler()
+    start = step = saved = int(state.step)
     bar = tqdm(
-        total=tc.num_steps,
-        initial=start,
-        unit="step",
-        disable=not tc.progress or jax.process_index() != 0,
+        total=tc.num_steps, initial=start, unit="step", disable=not tc.progress or not main_host
     )
+    if start < tc.num_steps and main_host:
+        bar.write("compiling the training step (the first step takes longer)...")
     try:
         for step in range(start + 1, tc.num_steps + 1):
             batch = state_lib.global_batch(next(iterator), mesh)
@@ -117,17 +206,26 @@ def train(config, workdir: str):
                     f"loss is {loss} at step {step}; stopped without saving. Last good "
                     f"checkpoint: step {ckpt.latest_step()} in {ckpt.directory}."
                 )
+            if step == start + 1:
+                bar.reset(total=tc.num_steps)  # the ETA leaves out the compilation
+                bar.update(start)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if step % tc.log_every == 0 or step == tc.num_steps:
                 writer.scalars(step, metrics)
             preempted = stop.is_set()
             if step % tc.checkpoint_every == 0 or step == tc.num_steps or preempted:
-                ckpt.save(step, state, iterator, meta, force=preempted)
-            if tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps):
+                saved = ckpt.save(step, state, iterator, meta, force=True) and step
+            due = tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps)
+            if due and not stop.is_set():  # a preemption does not wait for sampling
                 draw_samples(config, sample_fn, state, step, workdir, writer)
-            if step == kill_at:
+            ckpt.poll()
+            if kill_at == ("step", step):
                 os.kill(os.getpid(), signal.SIGKILL)
+            if stop.is_set() and not preempted:  # SIGTERM while sampling: save now
+                if saved != step:
+                    ckpt.save(step, state, iterator, meta, force=True)
+                preempted = True
             if preempted:
                 bar.write(f"SIGTERM: saved step {step} in {ckpt.directory}; exiting.")
                 break
@@ -135,4 +233,18 @@ def train(config, workdir: str):
         bar.close()
         ckpt.close()
         writer.close()
+    if main_host:
+        say(summary(workdir, ckpt, step, tc.sample_every))
     return state
+
+
+def summary(workdir: str, ckpt, step: int, sample_every: int) -> str:
+    """The closing line: where the checkpoint, the sample grids and the metrics went."""
+    grids = os.path.join(workdir, "samples")
+    parts = [
+        f"done at step {step}: checkpoint {ckpt.directory}/{ckpt.latest_step()}",
+        f"metrics {os.path.join(workdir, 'metrics.jsonl')} and {os.path.join(workdir, 'tb')}",
+    ]
+    if sample_every and os.path.isdir(grids):
+        parts.insert(1, f"sample grids {grids}")
+    return "; ".join(parts) + "."

@@ -1,0 +1,113 @@
+"""kill -9 at random points of a short run (inside saves too), resumed each time with the
+same command: the final state is bitwise equal to an uninterrupted run's.
+
+Kill points are ``loop.KILL_ENV`` values: ``"S"`` (right after step S), ``"S:save"`` (while
+step S's checkpoint is being written by orbax) and ``"S:manifest"`` (after orbax finished,
+before the manifest is committed). One workdir is killed at each point in turn, in run
+order, then run to the end.
+"""
+
+import os
+import random
+
+import pytest
+
+from jaxdiff.training import integrity, loop
+from tests.test_train import RUN20, SMOKE, load_state, train_cli, uninterrupted  # noqa: F401
+
+CHECKPOINT_STEPS = (5, 10, 15, 20)  # RUN20 saves every 5 of 20 steps
+PHASE_ORDER = {"save": 0, "step": 1, "manifest": 2}
+
+
+def all_kill_points() -> list[tuple[int, str]]:
+    points = [(s, "step") for s in range(1, 21)]
+    points += [(s, phase) for s in CHECKPOINT_STEPS for phase in ("save", "manifest")]
+    return points
+
+
+def kill_points(n: int, seed: int) -> list[str]:
+    """n distinct kill points in the order a run reaches them, as KILL_ENV values."""
+    chosen = random.Random(seed).sample(all_kill_points(), n)
+    chosen.sort(key=lambda p: (p[0], PHASE_ORDER[p[1]]))
+    return [str(s) if phase == "step" else f"{s}:{phase}" for s, phase in chosen]
+
+
+def killed_then_resumed(workdir: str, points: list[str]) -> str:
+    """Runs RUN20 once per kill point (each must die by SIGKILL), then to the end."""
+    log = []
+    for point in points:
+        out = train_cli(workdir, *RUN20, env={loop.KILL_ENV: point}, check=False)
+        assert out.returncode == -9, f"kill point {point}: exit {out.returncode}\n{out.stderr}"
+        log.append(out.stdout)
+    log.append(train_cli(workdir, *RUN20).stdout)
+    return "".join(log)
+
+
+def assert_same_final_state(want_dir: str, got_dir: str) -> None:
+    import jax
+    import numpy as np
+
+    want, got = load_state(want_dir, 20), load_state(got_dir, 20)
+    leaves_w, leaves_g = jax.tree.leaves(want), jax.tree.leaves(got)
+    assert len(leaves_w) == len(leaves_g) > 10
+    for a, b in zip(leaves_w, leaves_g, strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_kill_points_are_in_run_order():
+    points = kill_points(20, seed=0)
+    assert len(set(points)) == 20
+    assert kill_points(3, seed=1) == kill_points(3, seed=1)
+
+
+def test_three_kills_inside_and_between_saves(uninterrupted, tmp_path):  # noqa: F811
+    points = ["5:manifest", "10:save", "12"]
+    log = killed_then_resumed(str(tmp_path), points)
+    assert "set aside" in log and "resumed from step" in log
+    assert_same_final_state(uninterrupted, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_twenty_random_kills(uninterrupted, tmp_path):  # noqa: F811
+    killed_then_resumed(str(tmp_path), kill_points(20, seed=0))
+    assert_same_final_state(uninterrupted, str(tmp_path))
+
+
+def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_train import REPO
+
+    workdir = str(tmp_path)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+    args = [f"--config={SMOKE}", f"--workdir={workdir}", "--config.train.num_steps=100000"]
+    args += ["--config.train.checkpoint_every=100000", "--config.train.sample_every=3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxdiff.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 300
+    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 5):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    took = time.time() - sent
+    assert proc.returncode == 0, err[-2000:]
+    assert took < 30, took  # a step, a save and its manifest (seconds even on a loaded CPU)
+    saved = [line for line in out.splitlines() if line.startswith("SIGTERM: saved step")]
+    assert len(saved) == 1, out
+    step = int(saved[0].split()[3])
+    assert integrity.verify(os.path.join(workdir, "checkpoints", str(step)), step) is None
+    assert out.strip().splitlines()[-1].startswith(f"done at step {step}: checkpoint ")
+    again = train_cli(workdir, "--config.train.num_steps=1", check=False)
+    assert f"resumed from step {step} (" in again.stdout, again.stdout + again.stderr
