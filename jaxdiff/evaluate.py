@@ -60,6 +60,8 @@ def preflight(metrics: list[str]) -> None:
         if not os.path.isfile(convert.default_path()):
             convert.load_params()  # raises with the message that says how to convert
     check_run_dir(FLAGS.workdir)
+    if not os.access(FLAGS.workdir, os.W_OK | os.X_OK):
+        raise ValueError(f"--workdir={FLAGS.workdir}: not writable (results go to its eval/).")
 
 
 def evaluate() -> None:

@@ -14,7 +14,6 @@ the model lacks; exit 1: no checkpoint, unwritable --out) before anything is wri
 
 import os
 import sys
-import time
 
 import numpy as np
 from absl import flags
@@ -35,6 +34,7 @@ flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).", **_F)
 flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).", **_F)
 flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", **_F)
 flags.DEFINE_integer("num_samples", 64, "Number of samples.", **_F)
+flags.DEFINE_integer("batch_size", 256, "Samples per sampler call (one compile).", **_F)
 flags.DEFINE_float("guidance", None, "CFG weight w (eps = (1+w) eps(x|y) - w eps(x|null)).", **_F)
 flags.DEFINE_enum(
     "spacing",
@@ -96,6 +96,7 @@ def run() -> None:
     _cli.require(
         FLAGS.out.endswith((".png", ".npz")), f"--out={FLAGS.out}: must end in .png or .npz."
     )
+    _cli.require(FLAGS.batch_size >= 1, f"--batch_size={FLAGS.batch_size}: must be >= 1.")
     _cli.check_writable_file(FLAGS.out, "--out")
     _cli.require(
         (FLAGS.workdir is None) != (FLAGS.pretrained is None),
@@ -125,7 +126,6 @@ def check_flags_against(config) -> None:
 
 def sample_pretrained():
     """(images, labels or None) from the shipped model --pretrained."""
-    import jax
 
     names = pretrained.available()
     _cli.require(
@@ -134,22 +134,18 @@ def sample_pretrained():
     )
     model = pretrained.load(FLAGS.pretrained)
     check_flags_against(model.config)
-    sampler = model.record["sampler"]
-    what = f"{FLAGS.num_samples} samples, {FLAGS.method or sampler['method']}"
-    print(f"sampling {what} from {FLAGS.pretrained} (compiling first)...", file=sys.stderr)
-    t0 = time.time()
-    images = model.sample(
-        jax.random.key(FLAGS.seed),
-        FLAGS.num_samples,
-        FLAGS.label if model.num_classes else None,
-        method=FLAGS.method,
-        num_steps=FLAGS.num_steps,
-        guidance=FLAGS.guidance,
-        **sampler_options(),
-    )
-    print(f"sampled in {time.time() - t0:.1f} s", file=sys.stderr)
-    labels = model.labels_for(FLAGS.num_samples, FLAGS.label) if model.num_classes else None
-    return np.asarray(images), labels
+    method = FLAGS.method or model.record["sampler"]["method"]
+    labels = model.labels_for(FLAGS.num_samples, FLAGS.label)
+    batch = min(FLAGS.batch_size, FLAGS.num_samples)
+    options = dict(method=FLAGS.method, num_steps=FLAGS.num_steps, guidance=FLAGS.guidance)
+
+    def sample(params, key, lab):
+        del params  # the model holds its own
+        return model.sample(key, batch, lab, **options, **sampler_options())
+
+    desc = f"sampling {FLAGS.num_samples} from {FLAGS.pretrained} ({method})"
+    images = draw(sample, None, labels, FLAGS.num_samples, batch, FLAGS.seed, desc)
+    return images, labels
 
 
 def sample_run():
@@ -166,7 +162,8 @@ def sample_run():
     labels = components.sample_labels(config, FLAGS.num_samples)
     if labels is not None and FLAGS.label is not None:
         labels = jnp.full((FLAGS.num_samples,), FLAGS.label, jnp.int32)
-    config.sample.num_samples = FLAGS.num_samples
+    batch = min(FLAGS.batch_size, FLAGS.num_samples)
+    config.sample.num_samples = batch
     sample = components.make_sampler(
         config,
         net,
@@ -177,11 +174,8 @@ def sample_run():
         **sampler_options(),
     )
     steps = FLAGS.num_steps or config.sample.num_steps
-    what = f"{FLAGS.num_samples} samples, {FLAGS.method or config.sample.method} {steps} steps"
-    print(f"sampling {what} from step {run_.step} (compiling first)...", file=sys.stderr)
-    t0 = time.time()
-    images = np.asarray(jax.jit(sample)(params, jax.random.key(FLAGS.seed), labels))
-    print(f"sampled in {time.time() - t0:.1f} s", file=sys.stderr)
+    desc = f"sampling {FLAGS.num_samples} ({FLAGS.method or config.sample.method}, {steps} steps)"
+    images = draw(jax.jit(sample), params, labels, FLAGS.num_samples, batch, FLAGS.seed, desc)
     return images, labels
 
 
@@ -195,6 +189,26 @@ def write(images: np.ndarray, labels) -> None:
         labels = np.asarray(labels if labels is not None else [])
         np.savez(FLAGS.out, images=images, labels=labels)
     print(f"wrote {images.shape[0]} samples to {FLAGS.out}")
+
+
+def draw(sample, params, labels, num: int, batch: int, seed: int, desc: str) -> np.ndarray:
+    """``num`` images in batches of ``batch`` (one compile) under a labelled progress bar.
+
+    One batch uses ``key(seed)`` itself (as before batching); batch i of several uses
+    ``fold_in(key(seed), i)``.
+    """
+    import jax
+    import tqdm
+
+    root, count = jax.random.key(seed), -(-num // batch)
+    out = []
+    for i in tqdm.trange(count, desc=desc, unit="batch", file=sys.stderr):
+        lab = None
+        if labels is not None:
+            lab = np.resize(np.asarray(labels[i * batch : (i + 1) * batch]), batch)
+        key = root if count == 1 else jax.random.fold_in(root, i)
+        out.append(np.asarray(sample(params, key, lab)))
+    return np.concatenate(out)[:num]
 
 
 def main(argv: list[str] | None = None) -> None:

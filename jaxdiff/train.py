@@ -15,6 +15,7 @@ Bad input ends with one line ``error: ...``: exit status 2 for a wrong command l
 import glob
 import os
 import re
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -137,12 +138,31 @@ def run() -> None:
     from jaxdiff.training import loop
 
     loop.train(FLAGS.config, FLAGS.workdir)
+    exit_now_if_sampling_was_abandoned()
+
+
+def exit_now_if_sampling_was_abandoned() -> None:
+    """After a SIGTERM during in-loop sampling (checkpoint already committed), exit at once.
+
+    The sampling thread is still inside XLA; interpreter shutdown around it can crash, so
+    the process ends here with status 0 without running finalizers.
+    """
+    import threading
+
+    if any(t.name == loop_thread_name() and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def loop_thread_name() -> str:
+    from jaxdiff.training import loop
+
+    return loop.SAMPLING_THREAD
 
 
 def main(argv: list[str] | None = None) -> None:
     """The command (``argv`` without the program name; default ``sys.argv[1:]``)."""
-    import sys
-
     argv = sys.argv[1:] if argv is None else list(argv)
     _cli.run_absl(
         run,

@@ -116,6 +116,7 @@ CASES = [
     ("sample", ["--workdir={U}"], 2, "--out must have a value"),
     ("sample", ["--workdir={U}", "--out={T}/x.png", "--spacing=odd"], 2, "spacing"),
     ("sample", ["--workdir={U}", "--out={T}/x.png", "--num_samples=abc"], 2, "num_samples"),
+    ("sample", ["--workdir={U}", "--out={T}/x.png", "--batch_size=0"], 2, "must be >= 1"),
     ("evaluate", ["--workdir={U}", "--metrics=fid,bogus"], 2, "valid metrics: ['fid', 'kid'"),
     ("evaluate", ["--workdir={U}", "--metrics=is"], 2, "--classifier_dir is needed"),
     ("evaluate", ["--workdir={U}", "--metrics=fid"], 1, "no converted FID Inception weights"),

@@ -111,3 +111,41 @@ def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_pa
     assert out.strip().splitlines()[-1].startswith(f"done at step {step}: checkpoint ")
     again = train_cli(workdir, "--config.train.num_steps=1", check=False)
     assert f"resumed from step {step} (" in again.stdout, again.stdout + again.stderr
+
+
+def test_sigterm_during_in_loop_sampling_does_not_wait_for_it(tmp_path):
+    """1000 DDIM steps x 256 samples take ~2 min here; SIGTERM 2 s into them exits in seconds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_train import REPO
+
+    workdir = str(tmp_path)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+    args = [f"--config={SMOKE}", f"--workdir={workdir}", "--config.train.num_steps=1000"]
+    args += ["--config.train.checkpoint_every=1000", "--config.train.sample_every=2"]
+    args += ["--config.sample.num_steps=1000", "--config.sample.num_samples=256"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxdiff.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 300
+    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.1)
+    time.sleep(2.0)  # step 2's grid is being drawn
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert time.time() - sent < 20
+    assert "SIGTERM: saved step 2 in" in out
+    assert integrity.verify(os.path.join(workdir, "checkpoints", "2"), 2) is None
+    assert not os.path.exists(os.path.join(workdir, "samples", "step_0000002.png"))

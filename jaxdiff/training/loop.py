@@ -9,6 +9,7 @@ SIGTERM or with a clear error on a non-finite loss.
 import json
 import os
 import signal
+import threading
 
 import jax
 import numpy as np
@@ -23,6 +24,9 @@ from jaxdiff.training import step as step_lib
 # Testing hook: the process SIGKILLs itself right after this step (a deterministic kill -9),
 # or with "STEP:save" / "STEP:manifest" inside that step's save (see kill_point).
 KILL_ENV = "JAXDIFF_TEST_KILL_AT_STEP"
+
+
+SAMPLING_THREAD = "jaxdiff in-loop sampling"
 
 
 class NonFiniteLossError(ValueError):
@@ -130,15 +134,36 @@ def kill_point(value: str | None) -> tuple[str, int] | None:
     return (phase or "step", int(step))
 
 
-def draw_samples(config, sample_fn, state, step, workdir, writer):
-    """Samples with the first EMA (or the raw params) and writes a PNG grid."""
+def draw_samples(config, sample_fn, state, step, workdir, writer, stop=None) -> bool:
+    """Samples with the first EMA (or the raw params) and writes a PNG grid.
+
+    The sampler runs in a daemon thread while this one watches ``stop`` (SIGTERM): if it is
+    set first, the grid is abandoned and False returned, so a preemption never waits for a
+    long sampling call (the thread's result is dropped; the process may exit meanwhile).
+    """
     params = next(iter(state.ema.values())) if state.ema else state.params
     labels = components.sample_labels(config, config.sample.num_samples)
     key = jax.random.fold_in(jax.random.key(config.seed, impl=config.prng_impl), 2)  # 2: samples
-    images = sample_fn(params, key, labels)
+    out = {}
+
+    def work():
+        try:
+            out["images"] = np.asarray(sample_fn(params, key, labels))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the loop's thread
+            out["error"] = e
+
+    thread = threading.Thread(target=work, name=SAMPLING_THREAD, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+        if stop is not None and stop.is_set() and thread.is_alive():
+            return False
+    if "error" in out:
+        raise out["error"]
     if jax.process_index() == 0:
         path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
-        writer.image(step, "samples", summaries.save_grid(np.asarray(images), path))
+        writer.image(step, "samples", summaries.save_grid(out["images"], path))
+    return True
 
 
 def train(config, workdir: str):
@@ -218,7 +243,7 @@ def _train(config, workdir: str):
                 saved = ckpt.save(step, state, iterator, meta, force=True) and step
             due = tc.sample_every and (step % tc.sample_every == 0 or step == tc.num_steps)
             if due and not stop.is_set():  # a preemption does not wait for sampling
-                draw_samples(config, sample_fn, state, step, workdir, writer)
+                draw_samples(config, sample_fn, state, step, workdir, writer, stop)
             ckpt.poll()
             if kill_at == ("step", step):
                 os.kill(os.getpid(), signal.SIGKILL)
