@@ -16,7 +16,7 @@ TEST = [
 ]
 EVAL = ["scipy>=1.11"]
 NOTEBOOKS = ["matplotlib>=3.7", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"]
-DEV = ["ruff>=0.6"]
+DEV = ["ruff>=0.6", "mypy>=1.10"]
 
 setup(
     name="jaxdiff",

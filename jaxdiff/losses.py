@@ -36,6 +36,7 @@ import chex
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr, ndtri
+from jax.typing import ArrayLike
 
 from jaxdiff import parametrization
 from jaxdiff._process import Process, batch_time, expand_like
@@ -265,7 +266,7 @@ def edm_loss(
     return loss_fn
 
 
-def normal_kl(mean1: Array, logvar1: Array, mean2: Array, logvar2: Array) -> Array:
+def normal_kl(mean1: ArrayLike, logvar1: ArrayLike, mean2: ArrayLike, logvar2: ArrayLike) -> Array:
     """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) elementwise, in nats.
 
     Args:
@@ -274,6 +275,7 @@ def normal_kl(mean1: Array, logvar1: Array, mean2: Array, logvar2: Array) -> Arr
     Returns:
       The KL divergence per element, of the broadcast shape.
     """
+    mean1, logvar1, mean2, logvar2 = (jnp.asarray(a) for a in (mean1, logvar1, mean2, logvar2))
     return 0.5 * (
         -1.0
         + logvar2

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxdiff._process import Process, batch_time, expand_like, is_concrete_number
 from jaxdiff._types import Array
@@ -297,7 +298,7 @@ class DiscreteSchedule(Process):
         i = jnp.round(jnp.asarray(t, jnp.float32) * self.num_steps).astype(jnp.int32) - 1
         return jnp.clip(i, 0, self.num_steps - 1)
 
-    def round_to_level(self, t: Array) -> Array:
+    def round_to_level(self, t: ArrayLike) -> Array:
         """The nearest time whose noise level the schedule defines: (i + 1) / N, or 0.
 
         t = 0 (clean data) stays 0; any t > 0 goes to the nearest step time, at least 1 / N

@@ -20,6 +20,7 @@ Example:
   >>> state = time_sampling.importance_update(state, t, values=t**2)
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import chex
@@ -267,7 +268,8 @@ def importance_update(state: ImportanceState, t: Array, values: Array) -> Import
     slots = (state.position[bins] + earlier) % h
     history = state.history.at[bins, slots].set(values.astype(jnp.float32))
     added = jnp.zeros((k,), jnp.int32).at[bins].add(1)
-    return state.replace(
+    return dataclasses.replace(
+        state,
         history=history,
         count=jnp.minimum(state.count + added, h),
         position=(state.position + added) % h,

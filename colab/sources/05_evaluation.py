@@ -34,12 +34,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxdiff import quickstart
+from jaxdiff import denoiser, quickstart
 from jaxdiff.data import sources
 from jaxdiff.evaluation import fid, likelihood
 from jaxdiff.evaluation.human_eval import analyze, page
 from jaxdiff.training import components, loop
-from jaxdiff.training import step as step_lib
 
 SMALL = os.environ.get("JAXDIFF_NOTEBOOK_SMALL") == "1"  # CI runs the notebooks small
 print("small mode" if SMALL else "full size")
@@ -104,9 +103,9 @@ plt.show()
 
 # %%
 images_u8 = sources.digits("test").images[: 8 if SMALL else 297]
-model_fn = step_lib.make_model_fn(net.apply, params, process, config.loss.noise_level)
+model_fn = denoiser.make_model_fn(net.apply, params, process, config.loss.noise_level)
 untrained = components.init_params(config, net, jax.random.key(7))
-untrained_fn = step_lib.make_model_fn(net.apply, untrained, process, config.loss.noise_level)
+untrained_fn = denoiser.make_model_fn(net.apply, untrained, process, config.loss.noise_level)
 ode_options = dict(kind="eps", divergence="hutchinson", rtol=1e-4, atol=1e-4)
 results = {}
 for name, fn in [("trained", model_fn), ("untrained", untrained_fn)]:

@@ -36,7 +36,7 @@ class Normalize(grain.transforms.Map):
         image = np.asarray(record["image"])
         if image.dtype == np.uint8:
             image = image.astype(np.float32) / 127.5 - 1.0
-        out = {"image": image.astype(np.float32)}
+        out: dict[str, np.ndarray | np.int32] = {"image": image.astype(np.float32)}
         if self.use_labels:
             out["label"] = np.int32(record["label"])
         return out

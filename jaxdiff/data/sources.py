@@ -11,6 +11,8 @@ Example::
 """
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +115,7 @@ def tfds(name: str, split: str = "train", data_dir: str | None = None, **unused)
         ) from None
 
 
-SOURCES = {"tfds": tfds, "digits": digits, "latents": latents}
+SOURCES: dict[str, Callable[..., Any]] = {"tfds": tfds, "digits": digits, "latents": latents}
 
 
 def build(kind: str, **options):

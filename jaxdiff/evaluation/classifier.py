@@ -19,6 +19,7 @@ Example::
 
 import json
 import os
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +88,8 @@ def _train_step(model, tx):
 def accuracy(params: dict, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000):
     """Top-1 accuracy of the classifier on (N, 28, 28, 1) images in [-1, 1]."""
     model = Classifier(num_classes=params["Dense_1"]["bias"].shape[0])
-    predict = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
+    logits = lambda p, x: cast(Array, model.apply({"params": p}, x))
+    predict = jax.jit(lambda p, x: jnp.argmax(logits(p, x), -1))
     chunks = range(0, len(images), batch_size)
     preds = np.concatenate(
         [np.asarray(predict(params, images[i : i + batch_size])) for i in chunks]

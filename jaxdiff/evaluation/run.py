@@ -130,8 +130,8 @@ def bits_per_dim(run, images: np.ndarray, labels: np.ndarray, seed: int = 0, bat
     for i in tqdm.trange(0, len(images) - batch + 1, batch, desc="bits/dim", unit="batch"):
         key = jax.random.fold_in(jax.random.key(seed), i)
         values.append(np.asarray(bpd(key, images[i : i + batch], labels[i : i + batch])))
-    values = np.concatenate(values)
-    return {"bpd": float(values.mean()), "bpd_stderr": float(values.std() / math.sqrt(values.size))}
+    bpds = np.concatenate(values)
+    return {"bpd": float(bpds.mean()), "bpd_stderr": float(bpds.std() / math.sqrt(bpds.size))}
 
 
 def write_report(results: dict, path: str) -> str:

@@ -151,7 +151,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             "and TorchScript module records are allowed"
         )
 
-    def persistent_load(self, pid: Any) -> _StorageRef:
+    def persistent_load(self, pid: Any) -> "_StorageRef | _StorageView":
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise UnsafePickleError(f"unexpected persistent id {pid!r}")
         storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])

@@ -120,6 +120,14 @@ def load_state_dict(weights) -> dict[str, np.ndarray]:
     return out
 
 
+def _read_config(config: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    """A diffusers config as a mapping (read from a JSON file when given a path)."""
+    if isinstance(config, (str, os.PathLike)):
+        with open(config, encoding="utf-8") as f:
+            return json.load(f)
+    return config
+
+
 def unet_from_config(config: Mapping[str, Any] | str, dtype=jnp.float32) -> UNet:
     """The jaxdiff ``UNet`` equivalent to a diffusers ``UNet2DModel`` config.
 
@@ -130,9 +138,7 @@ def unet_from_config(config: Mapping[str, Any] | str, dtype=jnp.float32) -> UNet
     Raises:
       ValueError: a config feature the jaxdiff U-Net does not implement.
     """
-    if isinstance(config, (str, os.PathLike)):
-        with open(config, encoding="utf-8") as f:
-            config = json.load(f)
+    config = _read_config(config)
     for key, want in _REQUIRED.items():
         if config.get(key, want) != want:
             raise ValueError(f"from_diffusers: unsupported {key}={config[key]!r}; need {want!r}.")
@@ -220,10 +226,8 @@ def from_diffusers(weights, config: Mapping[str, Any] | str, dtype=jnp.float32):
       ValueError: unsupported config, unexpected or missing tensors, or shape mismatches
         (each listed).
     """
+    config = _read_config(config)
     net = unet_from_config(config, dtype)
-    if isinstance(config, (str, os.PathLike)):
-        with open(config, encoding="utf-8") as f:
-            config = json.load(f)
     size = config["sample_size"]
     size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     x = jax.ShapeDtypeStruct((1, *size, config.get("in_channels", 3)), jnp.float32)

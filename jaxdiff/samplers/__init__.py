@@ -30,6 +30,7 @@ Example:
   ((4, 2), 19)
 """
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -183,6 +184,7 @@ def _grid_times(spec: Method, process: Process, opts: SamplerOptions) -> Array:
             )
         intervals = opts.num_steps - 1
     # Grids are host data: build them eagerly even when sample() is called under jit.
+    assert opts.grid is not None, "every fixed-grid method's record names its grid"
     with jax.ensure_compile_time_eval():
         try:
             grid = grids.build(
@@ -269,10 +271,8 @@ def sample(
     shape = _check_shape(shape)
     process = _process_for(method, spec, process)
     if isinstance(process, DiscreteSchedule) and not spec.discrete:
-        ends = {
-            k: float(process.round_to_level(float(getattr(opts, k)))) for k in ("t_start", "t_end")
-        }
-        opts = opts.replace(**ends)  # the network sees only trained levels
+        level = lambda t: float(process.round_to_level(float(t)))  # only trained levels
+        opts = dataclasses.replace(opts, t_start=level(opts.t_start), t_end=level(opts.t_end))
     times = _grid_times(spec, process, opts)
     _check_inputs(shape, x_init, cond, opts.t_start)
     key = as_key(key, shape[0])
@@ -321,7 +321,7 @@ def encode(
       ``(x_T, info)`` with x_T shaped like x0 and info["nfe"].
     """
     spec = METHODS["ddim"]
-    schedule = _process_for("ddim", spec, schedule)
+    _process_for("ddim", spec, schedule)
     parametrization.check_kind(kind)
     x0 = jnp.asarray(x0)
     shape = _check_shape(x0.shape)

@@ -157,14 +157,14 @@ class StepData(NamedTuple):
       t: the current time.
       s: the time to step to.
       t_prev: the previous grid time (t itself at the first step).
-      index: the step index k (int32), 0 at t_start.
+      step: the step index k (int32), 0 at t_start.
       is_last: whether this is the final step.
     """
 
     t: Array
     s: Array
     t_prev: Array
-    index: Array
+    step: Array
     is_last: Array
 
 
@@ -229,7 +229,7 @@ def run_grid(
 
     def body(carry, sd):
         state, aux, nfe = carry
-        step_key = fold_in(key, sd.index)
+        step_key = fold_in(key, sd.step)
         step_net = net if preview is None else _previewing(net, sd, *preview)
         state, aux, calls = stepper.step(step_net, process, state, aux, sd, step_key, opts)
         nfe = nfe + jnp.asarray(calls, jnp.int32)
@@ -246,8 +246,8 @@ def _previewing(net: Net, sd: StepData, fn: Callable, every: int) -> Net:
     pending = [True]
 
     def send(pred: Prediction, t: Array) -> None:
-        emit = (sd.index % every == 0) | sd.is_last
-        callback = lambda: jax.debug.callback(fn, sd.index, t, pred.x0)
+        emit = (sd.step % every == 0) | sd.is_last
+        callback = lambda: jax.debug.callback(fn, sd.step, t, pred.x0)
         jax.lax.cond(emit, callback, lambda: None)
 
     def wrapped(x: Array, t: Array) -> Prediction:

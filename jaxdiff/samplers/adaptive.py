@@ -56,6 +56,7 @@ class DormandPrince(NamedTuple):
     order: int = 5
 
     def step(self, drift, t, x, h, f):
+        """One RK5(4) step; x, f (B, ...) -> (x_new (B, ...), x_err (B, ...), f_new, 6)."""
         ks = [f]
         for i in range(1, 7):
             dx = sum(a * k for a, k in zip(_A[i], ks, strict=False) if a != 0.0)
@@ -88,11 +89,13 @@ class PIController(NamedTuple):
     factor_max: float = 10.0
 
     def error_norm(self, x, x_new, x_err):
+        """The largest per-example RMS of the scaled error; x, x_new, x_err (B, ...) -> scalar."""
         tol = self.atol + self.rtol * jnp.maximum(jnp.abs(x), jnp.abs(x_new))
         ratio = jnp.square(x_err / tol).reshape(x.shape[0], -1)
         return jnp.max(jnp.sqrt(jnp.mean(ratio, axis=-1)))
 
     def adapt(self, x, x_new, x_err, h, err_prev):
+        """(accept, h_next, err_prev) scalars from the step's states (B, ...) and error."""
         err = jnp.maximum(self.error_norm(x, x_new, x_err), 1e-10)
         accept = err <= 1.0
         factor = self.safety * err ** (-0.7 / self.order) * err_prev ** (0.4 / self.order)

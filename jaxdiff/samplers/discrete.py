@@ -60,7 +60,10 @@ class DDIMOptions(DiscreteOptions):
 
 
 def alpha_bar(schedule, t):
-    """alpha_bar at grid times t of a DiscreteSchedule (1 at t = 0), exact lookup."""
+    """alpha_bar at grid times t of a DiscreteSchedule (1 at t = 0), exact lookup.
+
+    Shapes: t scalar or (B,) -> alpha_bar of the same shape.
+    """
     at_data = jnp.asarray(t, jnp.float32) * schedule.num_steps < 0.5  # t = 0: before step 0
     return jnp.where(at_data, 1.0, schedule.alphas_cumprod[schedule.index(t)])
 
@@ -97,7 +100,11 @@ def _normal(key, x):
 
 
 def ddpm_step(net, schedule, x, aux, sd, key, opts):
-    """One ancestral step from grid time sd.t to sd.s; 1 network call."""
+    """One ancestral step from grid time sd.t to sd.s; 1 network call.
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     ab_t, ab_s = alpha_bar(schedule, sd.t), alpha_bar(schedule, sd.s)
     pred = _predict(net, x, sd, ab_t, opts)
     beta, tilde = _posterior(ab_t, ab_s)
@@ -114,7 +121,11 @@ def ddpm_step(net, schedule, x, aux, sd, key, opts):
 
 
 def ddim_step(net, schedule, x, aux, sd, key, opts):
-    """One DDIM step from grid time sd.t to sd.s (either direction when eta = 0); 1 call."""
+    """One DDIM step from grid time sd.t to sd.s (either direction when eta = 0); 1 call.
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     ab_t, ab_s = alpha_bar(schedule, sd.t), alpha_bar(schedule, sd.s)
     pred = _predict(net, x, sd, ab_t, opts)
     _, tilde = _posterior(ab_t, ab_s)

@@ -32,14 +32,18 @@ def _lam(process, t):
 
 
 def dpm_solver_pp_step(net, process, x, d_prev, sd, key, opts):
-    """One DPM-Solver++(2M) step from sd.t to sd.s; returns the new D as memory."""
+    """One DPM-Solver++(2M) step from sd.t to sd.s; returns the new D as memory.
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     del key, opts
     lam_t, _, sigma_t = _lam(process, sd.t)
     lam_s, scale_s, sigma_s = _lam(process, sd.s)
     lam_prev, _, _ = _lam(process, sd.t_prev)
     d = net(x, sd.t).x0
     h = lam_s - lam_t
-    first = (sd.index == 0) | ~jnp.isfinite(h)
+    first = (sd.step == 0) | ~jnp.isfinite(h)
     r = (lam_t - lam_prev) / jnp.where(first, 1.0, h)
     r = jnp.where(first, 1.0, r)
     d_mix = jnp.where(first, d, (1.0 + 0.5 / r) * d - (0.5 / r) * d_prev)

@@ -64,7 +64,11 @@ def _churn(process, x, t, key, opts: EDMOptions):
 
 
 def edm_stochastic_step(net, process, x, aux, sd, key, opts):
-    """Churn, then Heun from the churned level to sd.s (Euler on a step to sigma = 0)."""
+    """Churn, then Heun from the churned level to sd.s (Euler on a step to sigma = 0).
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     x_hat, t_hat = _churn(process, x, sd.t, key, opts)
     d = net(x_hat, t_hat).eps
     x_next, calls = heun_or_euler(net, process, x_hat, t_hat, sd.s, d)

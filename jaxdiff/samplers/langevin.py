@@ -39,6 +39,7 @@ def annealed_langevin_step(net, process, x, aux, sd, key, opts):
     """``steps_per_level`` Langevin steps at level sd.s; that many network calls.
 
     Options: ``step_size`` (epsilon), ``steps_per_level``, ``t_end`` (sets sigma_L).
+    Shapes: x (B, ...) in; (x (B, ...) at level sd.s, aux, calls) out.
     """
     n = opts.steps_per_level
     sigma_level = process.sigma(sd.s)

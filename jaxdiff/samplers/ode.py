@@ -39,7 +39,11 @@ def _sigma_hat(process, t):
 
 
 def euler_step(net, process, x, aux, sd, key, opts):
-    """One Euler step of dy/d sigma-hat = eps from sd.t to sd.s; 1 network call."""
+    """One Euler step of dy/d sigma-hat = eps from sd.t to sd.s; 1 network call.
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     del key, opts
     s_t, a_t = _sigma_hat(process, sd.t)
     s_s, a_s = _sigma_hat(process, sd.s)
@@ -87,7 +91,11 @@ def heun_or_euler(net, process, x, t, s, d):
 
 
 def heun_step(net, process, x, aux, sd, key, opts):
-    """One EDM Heun step (Karras et al. 2022, Alg. 1): 2 calls, 1 on a step to sigma = 0."""
+    """One EDM Heun step (Karras et al. 2022, Alg. 1): 2 calls, 1 on a step to sigma = 0.
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     del key, opts
     d = net(x, sd.t).eps
     x_next, calls = heun_or_euler(net, process, x, sd.t, sd.s, d)

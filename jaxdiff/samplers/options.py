@@ -136,9 +136,13 @@ class SamplerOptions:
         return {k: v for k, v in values.items() if v is not None}
 
     def compiled(self: T) -> T:
-        """The record as the compiled sampler sees it: traced fields as float32 arrays,
-        host fields dropped (None), so only static fields key the compilation cache."""
-        traced_values = {
-            k: jnp.asarray(getattr(self, k), jnp.float32) for k in self.names("traced")
-        }
-        return self.replace(**traced_values, **dict.fromkeys(self.names("host")))
+        """The record as the compiled sampler sees it.
+
+        Traced fields become float32 scalar arrays (shape ()), host fields None, so only
+        the static fields key the compilation cache.
+        """
+        changes: dict[str, Any] = dict.fromkeys(self.names("host"))
+        changes.update(
+            {k: jnp.asarray(getattr(self, k), jnp.float32) for k in self.names("traced")}
+        )
+        return dataclasses.replace(self, **changes)

@@ -39,7 +39,11 @@ def _normal(key, x, j: int = 0):
 
 
 def euler_maruyama_step(net, process, x, aux, sd, key, opts):
-    """x_s = x + drift (s - t) + g sqrt(t - s) z, with the reverse drift at (x, t); 1 call."""
+    """x_s = x + drift (s - t) + g sqrt(t - s) z, with the reverse drift at (x, t); 1 call.
+
+    Shapes: x (B, ...) at time sd.t in, (x at sd.s (B, ...), aux, calls: int32 scalar) out;
+    the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
+    """
     del opts
     score_fn = lambda x, t: net(x, t).score
     drift, g = sdes.reverse_drift(process, score_fn, x, sd.t)
@@ -87,6 +91,8 @@ def pc_step(net, process, x, aux, sd, key, opts):
 
     Predictor (score_sde's ReverseDiffusionPredictor on the discretized chain):
     x_s = x - (a - 1) x + G^2 score + G z. Calls: 1 + n_corrector.
+
+    Shapes: x (B, ...) at sd.t in; (x at sd.s (B, ...), aux, calls) out.
     """
     n_corrector = opts.n_corrector
     x = langevin_correct(net, process, x, sd.t, sd.s, key, opts.snr, n_corrector)

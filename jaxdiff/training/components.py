@@ -183,6 +183,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
 
 def sample_labels(config, n: int):
     """Labels 0, 1, ..., 9, 0, ... for a conditional model's grid (None if unconditional)."""
-    if not num_classes(config):
+    classes = num_classes(config)
+    if not classes:
         return None
-    return jnp.arange(n, dtype=jnp.int32) % num_classes(config)
+    return jnp.arange(n, dtype=jnp.int32) % classes

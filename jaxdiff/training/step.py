@@ -10,6 +10,7 @@ sampling of t and gradient accumulation, one optimiser update, the parameter EMA
 ``jit_train_step`` compiles it with the state donated and replicated over the mesh.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
@@ -109,8 +110,8 @@ def make_train_step(
         imp = state.importance
         if importance is not None:
             imp = importance[1](imp, t_used, per_example)
-        new = state.replace(
-            step=state.step + 1, params=params, ema=ema, opt_state=opt_state, importance=imp
+        new = dataclasses.replace(
+            state, step=state.step + 1, params=params, ema=ema, opt_state=opt_state, importance=imp
         )
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
