@@ -163,7 +163,7 @@ def run_absl(
 
     absl_logging.set_verbosity(absl_logging.WARNING)
     silence_known_warnings()
-    guard(fn, verbose=flag_values["verbose"].value)
+    guard(fn, verbose=bool(flag_values["verbose"].value))
 
 
 class ArgumentParser(argparse.ArgumentParser):

