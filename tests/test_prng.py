@@ -52,6 +52,7 @@ def test_a_checkpoint_of_another_implementation_is_refused():
     ckpt_lib.check_compatible({}, {"prng_impl": "threefry2x32"}, "/w")  # older checkpoints
 
 
+@pytest.mark.slow  # 80 s; the default threefry2x32 resume runs in test_train's fast suite
 def test_kill_9_then_resume_is_bitwise_exact_with_unsafe_rbg(tmp_path):
     from jaxdiff.training import loop
 
