@@ -73,18 +73,17 @@ def test_twenty_random_kills(uninterrupted, tmp_path):  # noqa: F811
     assert_same_final_state(uninterrupted, str(tmp_path))
 
 
-def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_path):
-    import signal
+def train_until(workdir: str, extra_args: list[str], metric_lines: int):
+    """Starts ``jaxdiff.train`` on the smoke config in a subprocess and returns it once
+    ``metrics.jsonl`` has ``metric_lines`` lines (at most 5 minutes)."""
     import subprocess
     import sys
     import time
 
     from tests.test_train import REPO
 
-    workdir = str(tmp_path)
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-    args = [f"--config={SMOKE}", f"--workdir={workdir}", "--config.train.num_steps=100000"]
-    args += ["--config.train.checkpoint_every=100000", "--config.train.sample_every=3"]
+    args = [f"--config={SMOKE}", f"--workdir={workdir}", *extra_args]
     proc = subprocess.Popen(
         [sys.executable, "-m", "jaxdiff.train", *args],
         cwd=REPO,
@@ -95,9 +94,19 @@ def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_pa
     )
     metrics = os.path.join(workdir, "metrics.jsonl")
     deadline = time.time() + 300
-    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 5):
+    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= metric_lines):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
+        time.sleep(0.1)
+    return proc
+
+
+def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_path):
+    import signal
+    import time
+
+    workdir = str(tmp_path)
+    args = ["--config.train.num_steps=100000", "--config.train.checkpoint_every=100000"]
+    proc = train_until(workdir, [*args, "--config.train.sample_every=3"], metric_lines=5)
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -116,30 +125,12 @@ def test_sigterm_saves_within_seconds_and_the_rerun_says_where_it_resumed(tmp_pa
 def test_sigterm_during_in_loop_sampling_does_not_wait_for_it(tmp_path):
     """1000 DDIM steps x 256 samples take ~2 min here; SIGTERM 2 s into them exits in seconds."""
     import signal
-    import subprocess
-    import sys
     import time
 
-    from tests.test_train import REPO
-
     workdir = str(tmp_path)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-    args = [f"--config={SMOKE}", f"--workdir={workdir}", "--config.train.num_steps=1000"]
-    args += ["--config.train.checkpoint_every=1000", "--config.train.sample_every=2"]
-    args += ["--config.sample.num_steps=1000", "--config.sample.num_samples=256"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxdiff.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics = os.path.join(workdir, "metrics.jsonl")
-    deadline = time.time() + 300
-    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 2):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.1)
+    args = ["--config.train.num_steps=1000", "--config.train.checkpoint_every=1000"]
+    args += ["--config.train.sample_every=2", "--config.sample.num_steps=1000"]
+    proc = train_until(workdir, [*args, "--config.sample.num_samples=256"], metric_lines=2)
     time.sleep(2.0)  # step 2's grid is being drawn
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
