@@ -100,7 +100,7 @@ def read_weights(name: str) -> tuple[dict[str, np.ndarray], dict]:
     return {k: v.astype(np.float32) for k, v in stored.items()}, record
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed by identity (sampler cache)
 class Pretrained:
     """A shipped model: network, parameters, process and sampling defaults.
 
@@ -199,13 +199,6 @@ def _compiled_sampler(model: Pretrained, method, num_steps, guidance, options: t
         **opts,
     )
     return jax.jit(sample)
-
-
-def _pretrained_hash(self) -> int:
-    return id(self)
-
-
-Pretrained.__hash__ = _pretrained_hash  # type: ignore[method-assign]  # cache by identity
 
 
 @functools.lru_cache(maxsize=8)
