@@ -6,7 +6,10 @@ Three tables for docs/pretrained.md (issue "Models worth showing"):
   set, against the guidance weight w, at the shipped sampler;
 - ``nfe``: Frechet distance against the number of network evaluations for each sampler
   (ddim, dpm_solver++, ode_heun, edm_stochastic, ddpm), at the shipped guidance;
-(Frechet distance against training time, over a run's kept checkpoints, is still to come.)
+- ``training``: Frechet distance and accuracy against the training step, over checkpoints
+  of the run that made the model (``--run_dirs``: training workdirs, one per step, e.g.
+  snapshots of a run's checkpoints), each sampled with the shipped sampler and guidance and
+  the shipped EMA decay (``--params``).
 
 Features are the 128-d penultimate layer of ``jaxdiff.evaluation.classifier`` (trained by
 its own command on the same data set); the distances rank settings but are not comparable
@@ -18,11 +21,15 @@ Usage:
   python -m benchmarks.pretrained_sweeps --model=mnist --classifier_dir=runs/clf_mnist \\
       --data_dir=/path/to/tfds --num_samples=2000 --sweeps=guidance,nfe \\
       --out=benchmarks/results/pretrained_sweeps_mnist.json
+  python -m benchmarks.pretrained_sweeps --model=mnist --classifier_dir=runs/clf_mnist \
+      --sweeps=training --run_dirs='runs/mnist_snaps/*' --params=0.9999 --out=...
 """
 
 import argparse
+import glob
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -77,17 +84,36 @@ def draw(model, n: int, batch: int, seed: int, **kwargs) -> tuple[np.ndarray, np
     return np.concatenate(out)[:n], labels
 
 
-def settings(sweeps: list[str]) -> list[tuple[str, dict]]:
-    """(sweep name, sampler kwargs) of every setting, in order."""
+def settings(sweeps, run_dirs=(), guidance=None, nfe=None, methods=None, sampler=None):
+    """(sweep name, sampler kwargs) of every setting, in order.
+
+    Args:
+      sweeps: names from "guidance", "nfe", "training".
+      run_dirs: the training sweep's checkpoints (one run workdir each).
+      guidance, nfe, methods: the values swept (default GUIDANCE, NFE, METHODS).
+      sampler: {"method", "num_steps"} for the guidance and training sweeps (default: the
+        shipped sampler).
+    """
+    sampler = sampler or {}
     out = []
+    if "training" in sweeps:
+        out += [("training", {"run_dir": d, **sampler}) for d in run_dirs]
     if "guidance" in sweeps:
-        out += [("guidance", {"guidance": w}) for w in GUIDANCE]
+        out += [("guidance", {"guidance": w, **sampler}) for w in guidance or GUIDANCE]
     if "nfe" in sweeps:
-        for method in METHODS:
-            for nfe in NFE:
-                kw = {"method": method, "num_steps": steps_for(method, nfe), "nfe": nfe}
+        for method in methods or METHODS:
+            for n in nfe or NFE:
+                kw = {"method": method, "num_steps": steps_for(method, n), "nfe": n}
                 out.append(("nfe", kw))
     return out
+
+
+def params_at(run_dir: str, params: str) -> tuple:
+    """(parameters, step) of ``run_dir``'s newest checkpoint (``params``: ema, raw, a decay)."""
+    from jaxdiff.training import restore
+
+    run = restore.load_run(run_dir, params)
+    return run.params, run.step
 
 
 def run(args) -> dict:
@@ -99,14 +125,28 @@ def run(args) -> dict:
     model = pretrained.load(args.model)
     reference, _ = classifier.load_split(model.config.data.name, "test", args.data_dir)
     scorer = Scorer(args.classifier_dir, np.asarray(reference)[: args.num_samples])
-    for sweep, setting in settings(args.sweeps.split(",")):
+    natural = lambda d: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", d)]
+    run_dirs = sorted(glob.glob(args.run_dirs), key=natural) if args.run_dirs else []
+    sampler = {k: v for k, v in (("method", args.method), ("num_steps", args.num_steps)) if v}
+    floats = lambda text: [float(x) for x in text.split(",")] if text else None
+    grid = settings(
+        args.sweeps.split(","),
+        run_dirs,
+        guidance=floats(args.guidance),
+        nfe=[int(x) for x in floats(args.nfe) or NFE],
+        methods=args.methods.split(",") if args.methods else None,
+        sampler=sampler,
+    )
+    for sweep, setting in grid:
         tag = json.dumps({"sweep": sweep, **setting}, sort_keys=True)
         if tag in done:
             continue
-        kwargs = {k: v for k, v in setting.items() if k != "nfe"}
-        start = time.time()
+        kwargs = {k: v for k, v in setting.items() if k not in ("nfe", "run_dir")}
+        start, step = time.time(), model.record["step"]
+        if sweep == "training":
+            kwargs["params"], step = params_at(setting["run_dir"], args.params)
         images, labels = draw(model, args.num_samples, args.batch, args.seed, **kwargs)
-        row = {"setting": json.loads(tag), **scorer(images, labels)}
+        row = {"setting": json.loads(tag), "step": step, **scorer(images, labels)}
         row["seconds"] = time.time() - start
         results["rows"].append(row)
         print(row, flush=True)
@@ -123,7 +163,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num_samples", type=int, default=2000)
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sweeps", default="guidance,nfe")
+    p.add_argument("--sweeps", default="guidance,nfe", help="of guidance, nfe, training")
+    p.add_argument("--run_dirs", default="", help="training sweep: a glob of run workdirs")
+    p.add_argument("--params", default="ema", help="training sweep: ema, raw or an EMA decay")
+    p.add_argument("--guidance", default="", help="guidance sweep: w values, e.g. 0,1,2")
+    p.add_argument("--nfe", default="", help="nfe sweep: NFE values, e.g. 10,20,50")
+    p.add_argument("--methods", default="", help="nfe sweep: samplers, e.g. ddim,dpm_solver++")
+    p.add_argument("--method", default="", help="guidance/training sweeps: the sampler")
+    p.add_argument("--num_steps", type=int, default=0, help="guidance/training sweeps: steps")
     p.add_argument("--out", required=True)
     return p
 

@@ -6,7 +6,7 @@ Command::
       --config.data.data_dir=/path/to/tfds
   python -m jaxdiff.sample --workdir=runs/mnist_cfg --guidance=3 --label=7 --out=sevens.png
 
-``:cpu`` is the CPU-sized run behind docs/mnist_cfg_samples.png (a 165k-parameter U-Net,
+``:cpu`` is the CPU-sized run of docs/training.md's grid (a 165k-parameter U-Net,
 batch 64, 1,000 steps; see docs/training.md for its command, time and picture); ``:smoke``
 runs one tiny step.
 

@@ -1,30 +1,49 @@
-"""Evaluates a training run: ``python -m jaxdiff.evaluate --workdir=DIR --metrics=fid,kid``.
+"""Evaluates a training run or a shipped model: ``python -m jaxdiff.evaluate --workdir=DIR``
+or ``python -m jaxdiff.evaluate --pretrained=mnist --data_dir=TFDS``.
 
-Samples with the chosen sampler (EMA parameters by default) in resumable shards under
-``DIR/eval/<method>_<steps>_w<guidance>_<params>/``, computes the metrics against the
-run's test split, prints a table and writes ``metrics_step<N>.json`` beside the shards.
+Samples with the chosen sampler (EMA parameters by default; a shipped model's own weights
+and default sampler with --pretrained) in resumable shards under
+``DIR/eval/<method>_<steps>_w<guidance>_<params>/`` (``--out_dir/<tag>/`` for a shipped
+model), computes the metrics against the test split, prints a table and writes
+``metrics_step<N>.json`` beside the shards.
 
   fid, kid  Frechet / kernel distance on Inception pool features (the converted FID
             Inception, see ``jaxdiff.evaluation.convert``) or, with --features=classifier,
             on the in-repo MNIST classifier's features (--classifier_dir).
   is        Inception Score over the classifier's logits (--classifier_dir).
+  acc       the classifier's accuracy on the requested classes (--classifier_dir).
   bpd       bits/dim of --num_bpd test images through the probability-flow ODE.
 
 Example::
 
   python -m jaxdiff.evaluate --workdir=runs/mnist_cfg --metrics=fid,kid,is,bpd \\
       --features=classifier --classifier_dir=runs/mnist_classifier --num_samples=10000
+  python -m jaxdiff.evaluate --pretrained=mnist --data_dir=/path/to/tfds \\
+      --metrics=fid,acc --classifier_dir=runs/mnist_classifier --out_dir=runs/eval_mnist
 """
 
 import os
 
 from absl import flags
 
-from jaxdiff import _cli, _xla_flags
+from jaxdiff import _cli, _xla_flags, pretrained
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
-flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, bpd.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "pretrained",
+    None,
+    "A model shipped with jaxdiff, instead of --workdir; one of: "
+    f"{', '.join(pretrained.available()) or '(none installed)'}.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "out_dir", "eval", "With --pretrained: where the shards and metrics go.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "data_dir", None, "TFDS data dir of the test images (default: the config's).", flag_values=FLAGS
+)
+flags.DEFINE_list("metrics", ["fid", "kid"], "Metrics: fid, kid, is, acc, bpd.", flag_values=FLAGS)
 flags.DEFINE_integer(
     "num_samples", 10_000, "Samples for FID/KID/IS (and test images).", flag_values=FLAGS
 )
@@ -46,7 +65,6 @@ flags.DEFINE_string(
 flags.DEFINE_integer("shard_size", 500, "Samples per resumable shard.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
 _cli.define_verbose(FLAGS)
-flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
 def preflight(metrics: list[str]) -> None:
@@ -57,20 +75,45 @@ def preflight(metrics: list[str]) -> None:
     _cli.require(FLAGS.num_samples >= 2, f"--num_samples={FLAGS.num_samples}: must be >= 2.")
     _cli.require(FLAGS.shard_size >= 1, f"--shard_size={FLAGS.shard_size}: must be >= 1.")
     _cli.require(FLAGS.num_bpd >= 1, f"--num_bpd={FLAGS.num_bpd}: must be >= 1.")
-    needs_classifier = FLAGS.features == "classifier" or "is" in metrics
+    needs_classifier = FLAGS.features == "classifier" or {"is", "acc"} & set(metrics)
     _cli.require(
         FLAGS.classifier_dir or not needs_classifier,
-        "--classifier_dir is needed for --features=classifier and the 'is' metric "
-        "(a trained jaxdiff.evaluation.classifier run).",
+        "--classifier_dir is needed for --features=classifier and the 'is' and 'acc' "
+        "metrics (a trained jaxdiff.evaluation.classifier run).",
     )
     if FLAGS.classifier_dir and not os.path.isdir(FLAGS.classifier_dir):
         raise ValueError(f"--classifier_dir={FLAGS.classifier_dir}: no such folder.")
     if FLAGS.features == "inception" and {"fid", "kid"} & set(metrics):
         if not os.path.isfile(convert.default_path()):
             convert.load_params()  # raises with the message that says how to convert
+    if FLAGS.pretrained:
+        names = pretrained.available()
+        _cli.require(
+            FLAGS.pretrained in names,
+            f"--pretrained={FLAGS.pretrained}: no such shipped model; valid: {', '.join(names)}.",
+        )
+        return
     check_run_dir(FLAGS.workdir)
     if not os.access(FLAGS.workdir, os.W_OK | os.X_OK):
         raise ValueError(f"--workdir={FLAGS.workdir}: not writable (results go to its eval/).")
+
+
+def load_target():
+    """(run, params tag, shard root) of --workdir or --pretrained."""
+    from jaxdiff.training import restore
+
+    if FLAGS.pretrained:
+        model = pretrained.load(FLAGS.pretrained)
+        run, tag, root = model.as_run(), "shipped", os.path.join(FLAGS.out_dir, FLAGS.pretrained)
+        sampler = model.record["sampler"]
+        run.config.sample.update({k: sampler[k] for k in ("method", "num_steps", "guidance")})
+        run.config.sample.options = dict(sampler.get("options", {}))
+    else:
+        run = restore.load_run(FLAGS.workdir, FLAGS.params)
+        tag, root = FLAGS.params, os.path.join(FLAGS.workdir, "eval")
+    if FLAGS.data_dir:
+        run.config.data.data_dir = FLAGS.data_dir
+    return run, tag, root
 
 
 def evaluate() -> None:
@@ -78,23 +121,25 @@ def evaluate() -> None:
 
     from jaxdiff.evaluation import run as run_lib
     from jaxdiff.sample import check_sampling_flags
-    from jaxdiff.training import components, restore
+    from jaxdiff.training import components
 
+    _cli.require(
+        (FLAGS.workdir is None) != (FLAGS.pretrained is None),
+        "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
+    )
     try:
         metrics = run_lib.check_metrics(FLAGS.metrics)
     except ValueError as e:
         raise _cli.UsageError(f"--metrics: {e}") from None
     preflight(metrics)
-    run = restore.load_run(FLAGS.workdir, FLAGS.params)
+    run, params_tag, root = load_target()
     check_sampling_flags(
         run.config, FLAGS.num_samples, FLAGS.num_steps, FLAGS.guidance, None, FLAGS.method
     )
     s = run.config.sample
     method, num_steps = FLAGS.method or s.method, FLAGS.num_steps or s.num_steps
     w = s.guidance if FLAGS.guidance is None else FLAGS.guidance
-    out_dir = os.path.join(
-        FLAGS.workdir, "eval", run_lib.tag_for(method, num_steps, w, FLAGS.params)
-    )
+    out_dir = os.path.join(root, run_lib.tag_for(method, num_steps, w, params_tag))
     results = {"step": run.step, "method": method, "num_steps": num_steps, "guidance": w}
     reference, labels = run_lib.reference_images(run.config, max(FLAGS.num_samples, FLAGS.num_bpd))
     if set(metrics) - {"bpd"}:
@@ -103,18 +148,15 @@ def evaluate() -> None:
                 run.config, run.net, run.process, method=method, num_steps=num_steps, guidance=w
             )
         )
+        labels_fn = run_lib.labels_for(run.config)
+        n, shard = FLAGS.num_samples, FLAGS.shard_size
         samples = run_lib.generate_samples(
-            sample_fn,
-            run.params,
-            out_dir,
-            FLAGS.num_samples,
-            run_lib.labels_for(run.config),
-            FLAGS.shard_size,
-            FLAGS.seed,
+            sample_fn, run.params, out_dir, n, labels_fn, shard, FLAGS.seed
         )
-        fns = run_lib.feature_and_logit_fns(FLAGS.features, FLAGS.classifier_dir)
+        feature_fn, logits_fn = run_lib.feature_and_logit_fns(FLAGS.features, FLAGS.classifier_dir)
+        asked = run_lib.shard_labels(labels_fn, n, shard)
         results.update(
-            run_lib.sample_metrics(metrics, samples, reference[: FLAGS.num_samples], *fns)
+            run_lib.sample_metrics(metrics, samples, reference[:n], feature_fn, logits_fn, asked)
         )
     if "bpd" in metrics:
         n = FLAGS.num_bpd

@@ -140,6 +140,7 @@ class Pretrained:
         method: str | None = None,
         num_steps: int | None = None,
         guidance: float | None = None,
+        params=None,
         **options,
     ):
         """Draws ``num`` images in [-1, 1], shape (num, H, W, C).
@@ -151,6 +152,8 @@ class Pretrained:
             0, 1, 2, ... cycling (conditional models only).
           method, num_steps, guidance: override the shipped defaults
             (``record["sampler"]``).
+          params: parameters to sample with instead of the shipped ones (same tree, e.g.
+            an earlier checkpoint of the same run); default ``self.params``.
           **options: other ``samplers.sample`` options (e.g. spacing, clip_x0).
 
         Raises:
@@ -160,7 +163,21 @@ class Pretrained:
 
         labels = self.labels_for(num, label)
         fn = _compiled_sampler(self, method, num_steps, guidance, tuple(sorted(options.items())))
-        return fn(self.params, key, labels)
+        return fn(self.params if params is None else params, key, labels)
+
+    def as_run(self):
+        """This model as a ``training.restore.Run`` (config copied; step from the record).
+
+        What the tools written for training runs take (``jaxdiff.evaluate``, the samplers'
+        ``components.make_sampler``); editing the copy's config leaves the model alone.
+        """
+        import ml_collections
+
+        from jaxdiff.training import restore
+
+        config = ml_collections.ConfigDict(self.config.to_dict())
+        step = int(self.record.get("step", 0))
+        return restore.Run(config, self.net, self.process, self.params, step)
 
     def labels_for(self, num: int, label):
         """The (num,) int32 labels that .sample uses for ``label`` (None if unconditional)."""
@@ -188,7 +205,9 @@ def _compiled_sampler(model: Pretrained, method, num_steps, guidance, options: t
     from jaxdiff.training import components
 
     defaults = model.record["sampler"]
-    opts = {**defaults.get("options", {}), **dict(options)}
+    # The shipped options (e.g. ddim's spacing) belong to the shipped method only.
+    same_method = method in (None, defaults["method"])
+    opts = {**(defaults.get("options", {}) if same_method else {}), **dict(options)}
     sample = components.make_sampler(
         model.config,
         model.net,
@@ -279,6 +298,9 @@ def main(argv=None) -> None:
     p.add_argument("--params", default="ema", help='"ema", "raw" or an EMA decay, e.g. 0.9999')
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--notes", default="", help="a JSON file of facts to record")
+    p.add_argument("--method", default="", help="default sampler (default: the config's)")
+    p.add_argument("--num_steps", type=int, default=0, help="its steps (with --method)")
+    p.add_argument("--guidance", type=float, default=None, help="default guidance w")
     p.add_argument("--out_dir", default=WEIGHTS_DIR)
     args = p.parse_args(argv)
     _xla_flags.apply_cpu_defaults()
@@ -289,7 +311,26 @@ def main(argv=None) -> None:
         with open(args.notes, encoding="utf-8") as f:
             notes = json.load(f)
     run = restore.load_run(args.workdir, args.params)
-    print(f"wrote {save(args.name, run, dtype=args.dtype, notes=notes, out_dir=args.out_dir)}")
+    sampler = default_sampler(run.config, args.method, args.num_steps, args.guidance)
+    path = save(
+        args.name, run, dtype=args.dtype, sampler=sampler, notes=notes, out_dir=args.out_dir
+    )
+    print(f"wrote {path}")
+
+
+def default_sampler(config, method: str = "", num_steps: int = 0, guidance=None) -> dict:
+    """The record's {"method", "num_steps", "guidance", "options"}: the config's sampler
+    with the given overrides (another method drops the config's method options)."""
+    s = config.sample
+    same = method in ("", s.method)
+    if not same and not num_steps:
+        raise ValueError(f"--method={method}: give --num_steps too.")
+    return {
+        "method": method or s.method,
+        "num_steps": num_steps or s.num_steps,
+        "guidance": s.guidance if guidance is None else guidance,
+        "options": s.options.to_dict() if same else {},
+    }
 
 
 if __name__ == "__main__":

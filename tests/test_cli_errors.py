@@ -127,6 +127,8 @@ CASES = [
     ("evaluate", ["--workdir={U}", "--shard_size=0"], 2, "must be >= 1"),
     ("evaluate", ["--workdir={T}/none", "--metrics=bpd"], 1, "no checkpoints folder there"),
     ("evaluate", ["--workdir={U}", "--features=pixels"], 2, "features"),
+    ("evaluate", ["--metrics=bpd"], 2, "give exactly one of --workdir"),
+    ("evaluate", ["--pretrained=nope", "--metrics=bpd"], 2, "no such shipped model; valid"),
     (
         "evaluate",
         ["--workdir={U}", "--features=classifier", "--classifier_dir={T}/no"],

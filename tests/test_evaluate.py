@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxdiff.evaluation import run as run_lib
 from jaxdiff.training import loop
+from tests.test_pretrained import tiny  # noqa: F401  (fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +39,7 @@ def test_generate_samples_resumes_from_the_shards_on_disk(tmp_path):
 
 
 def test_unknown_metric_and_features_are_named():
-    with pytest.raises(ValueError, match="valid metrics: \\['fid', 'kid', 'is', 'bpd'\\]"):
+    with pytest.raises(ValueError, match="valid metrics: \\['fid', 'kid', 'is', 'acc', 'bpd'\\]"):
         run_lib.check_metrics(["fid", "bogus"])
     with pytest.raises(ValueError, match="valid: \\['inception', 'classifier'\\]"):
         run_lib.feature_and_logit_fns("pixels", None)
@@ -78,3 +80,43 @@ def test_cli_bits_per_dim_of_a_trained_smoke_run(tmp_path):
     assert 0.0 < result.get("bpd", -1) < 30.0 and result["step"] == 1, (files, result)
     bad = subprocess.run(cmd[:4] + ["--metrics=nll"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0 and "valid metrics" in bad.stderr
+
+
+def test_accuracy_counts_the_samples_classified_as_asked():
+    samples = np.arange(8, dtype=np.uint8).reshape(8, 1, 1, 1)
+    # A stand-in classifier whose class is the pixel value mod 4.
+    logits_fn = lambda x: jax.nn.one_hot(jnp.round(x[:, 0, 0, 0]).astype(int) % 4, 4)
+    asked = np.array([0, 1, 2, 3, 0, 1, 0, 0])  # the last two are misclassified
+    out = run_lib.sample_metrics(["acc"], samples, samples, None, logits_fn, asked)
+    assert out == {"acc": 0.75}
+    with pytest.raises(ValueError, match="needs the requested labels"):
+        run_lib.sample_metrics(["acc"], samples, samples, None, logits_fn)
+
+
+def test_shard_labels_repeat_the_labels_of_one_shard():
+    labels = run_lib.shard_labels(lambda n: jnp.arange(n) % 4, 13, 6)
+    np.testing.assert_array_equal(labels, [0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 0, 1, 0])
+    assert run_lib.shard_labels(None, 13, 6) is None
+
+
+@pytest.mark.usefixtures("tiny")
+def test_cli_evaluates_a_shipped_model(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from jaxdiff import evaluate
+    from jaxdiff.evaluation import classifier
+
+    clf, out_dir = str(tmp_path / "clf"), str(tmp_path / "eval")
+    with tfds.testing.mock_data(num_examples=40):
+        classifier.train_classifier("mnist", clf, max_steps=2, batch_size=8)
+        evaluate.main(
+            ["--pretrained=tiny", "--metrics=fid,acc", "--features=classifier"]
+            + [f"--classifier_dir={clf}", "--num_samples=20", "--shard_size=10"]
+            + [f"--out_dir={out_dir}"]
+        )
+    # The shipped default sampler (the smoke config's: ddim, 2 steps, w=1) and weights.
+    result = json.load(
+        open(os.path.join(out_dir, "tiny", "ddim_2_w1_shipped", "metrics_step7.json"))
+    )
+    assert result["method"] == "ddim" and result["num_steps"] == 2 and result["step"] == 7
+    assert np.isfinite(result["fid"]) and 0.0 <= result["acc"] <= 1.0

@@ -19,13 +19,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = pretrained.available()
 
 
-def _smoke_run():
+def smoke_config():
+    """The smoke variant of configs/mnist_release.py (what the ``tiny`` model is made of)."""
     spec = importlib.util.spec_from_file_location(
         "cfg", os.path.join(REPO, "configs/mnist_release.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    return module.get_config("smoke")
+
+
+def _smoke_run():
+    config = smoke_config()
     net, process = components.build_model(config), components.build_process(config)
     params = components.init_params(config, net, jax.random.key(0))
     return restore.Run(config, net, process, params, 7)
@@ -59,6 +64,40 @@ def test_sampling_gives_images_in_range_and_respects_labels(tiny):
     assert images.shape == (4, 28, 28, 1) and bool(jnp.all(jnp.abs(images) <= 1))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)"):
         model.sample(jax.random.key(0), 4, label=12, num_steps=2)
+
+
+def test_sampling_with_other_parameters_uses_them(tiny):
+    model = pretrained.load("tiny")
+    key = jax.random.key(1)
+    shipped = model.sample(key, 2, num_steps=2)
+    np.testing.assert_array_equal(model.sample(key, 2, num_steps=2, params=model.params), shipped)
+    shifted = jax.tree.map(lambda p: p + 0.1, model.params)  # (its output layer starts at 0)
+    assert not np.allclose(model.sample(key, 2, num_steps=2, params=shifted), shipped)
+
+
+def test_another_method_does_not_inherit_the_shipped_options(tiny):
+    model = pretrained.load("tiny")
+    assert model.record["sampler"]["options"] == {"spacing": "trailing"}  # a ddim option
+    images = model.sample(jax.random.key(0), 2, method="dpm_solver++", num_steps=2)
+    assert images.shape == (2, 28, 28, 1)
+
+
+def test_the_default_sampler_is_the_configs_unless_overridden():
+    config = smoke_config()
+    ddim = {"method": "ddim", "num_steps": 2, "guidance": 1.0, "options": {"spacing": "trailing"}}
+    assert pretrained.default_sampler(config) == ddim
+    assert pretrained.default_sampler(config, guidance=0.25) == {**ddim, "guidance": 0.25}
+    got = pretrained.default_sampler(config, "dpm_solver++", 20, 0.25)
+    assert got == {"method": "dpm_solver++", "num_steps": 20, "guidance": 0.25, "options": {}}
+    with pytest.raises(ValueError, match="give --num_steps too"):
+        pretrained.default_sampler(config, "dpm_solver++")
+
+
+def test_as_run_copies_the_config(tiny):
+    model = pretrained.load("tiny")
+    run = model.as_run()
+    run.config.sample.num_steps = 99
+    assert model.config.sample.num_steps != 99 and run.step == 7 and run.params is model.params
 
 
 def test_a_tampered_file_is_refused(tiny, tmp_path):

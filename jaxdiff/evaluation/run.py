@@ -1,4 +1,4 @@
-"""Evaluates a training run: samples in resumable shards, then FID, KID, IS and bits/dim.
+"""Evaluates a training run: samples in resumable shards, then FID, KID, IS, accuracy, bits/dim.
 
 Used by ``python -m jaxdiff.evaluate``. Samples are written as ``.npz`` shards under
 ``WORKDIR/eval/<tag>/`` (one file per shard, written atomically), so a long run (50,000
@@ -19,7 +19,7 @@ from jaxdiff.evaluation import fid as fid_lib
 from jaxdiff.evaluation import inception_score, likelihood
 from jaxdiff.training import components
 
-METRICS = ("fid", "kid", "is", "bpd")
+METRICS = ("fid", "kid", "is", "acc", "bpd")
 FEATURES = ("inception", "classifier")
 
 
@@ -65,6 +65,14 @@ def generate_samples(sample_fn, params, out_dir, num_samples, labels_fn, shard_s
     return np.concatenate(shards)[:num_samples]
 
 
+def shard_labels(labels_fn, num_samples: int, shard_size: int) -> np.ndarray | None:
+    """The (num_samples,) labels that :func:`generate_samples` gives its images, or None."""
+    if labels_fn is None:
+        return None
+    one_shard = np.asarray(labels_fn(shard_size))
+    return np.resize(one_shard, (math.ceil(num_samples / shard_size) * shard_size,))[:num_samples]
+
+
 def reference_images(config, count: int, split: str = "test"):
     """(uint8 images (n, H, W, C), labels (n,)) of the run's data set, n <= count."""
     source = components.build_source(config, split=split)
@@ -89,8 +97,19 @@ def feature_and_logit_fns(features: str, classifier_dir: str | None):
     return fid_lib.inception_feature_fn(), None
 
 
-def sample_metrics(metrics, samples, reference, feature_fn, logits_fn) -> dict:
-    """FID / KID / IS of uint8 ``samples`` against uint8 ``reference`` images."""
+def sample_metrics(metrics, samples, reference, feature_fn, logits_fn, labels=None) -> dict:
+    """FID / KID / IS / accuracy of uint8 ``samples`` against uint8 ``reference`` images.
+
+    Args:
+      metrics: names from :data:`METRICS` ("bpd" is ignored here).
+      samples: uint8 generated images (N, H, W, C).
+      reference: uint8 test images (M, H, W, C).
+      feature_fn, logits_fn: from :func:`feature_and_logit_fns`.
+      labels: the (N,) classes the samples were asked for ("acc" needs them).
+
+    Returns:
+      {"fid", "kid", "kid_std", "is", "is_std", "acc"}: those of ``metrics``.
+    """
     out = {}
     if {"fid", "kid"} & set(metrics):
         f_fake = fid_lib.extract_features(
@@ -103,11 +122,16 @@ def sample_metrics(metrics, samples, reference, feature_fn, logits_fn) -> dict:
             out["fid"] = fid_lib.fid_from_features(f_real, f_fake)
         if "kid" in metrics:
             out["kid"], out["kid_std"] = fid_lib.kid(f_real, f_fake)
-    if "is" in metrics:
+    if {"is", "acc"} & set(metrics):
         if logits_fn is None:
-            raise ValueError("IS needs class logits: pass --classifier_dir.")
-        logits = fid_lib.extract_features(samples, logits_fn, progress=True, desc="IS logits")
+            raise ValueError("IS and accuracy need class logits: pass --classifier_dir.")
+        logits = fid_lib.extract_features(samples, logits_fn, progress=True, desc="logits")
+    if "is" in metrics:
         out["is"], out["is_std"] = inception_score.inception_score_from_logits(logits)
+    if "acc" in metrics:
+        if labels is None:
+            raise ValueError("accuracy needs the requested labels (a class-conditional model).")
+        out["acc"] = float(np.mean(np.asarray(logits).argmax(-1) == np.asarray(labels)))
     return out
 
 

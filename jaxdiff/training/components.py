@@ -141,16 +141,18 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
       net: the network.
       process: the process it was trained with.
       method, num_steps, guidance: override ``config.sample``'s values.
-      **options: passed to ``samplers.sample``.
+      **options: passed to ``samplers.sample``; ``config.sample.options`` (e.g. ddim's
+        spacing) apply only when ``method`` is the configured method.
     """
     from jaxdiff import guidance as guidance_lib
     from jaxdiff import samplers
 
     s = config.sample
+    configured = s.options.to_dict() if method in (None, s.method) else {}
     method = method or s.method
     num_steps = num_steps or s.num_steps
     w = s.guidance if guidance is None else guidance
-    options = {**s.options.to_dict(), **options}
+    options = {**configured, **options}
     learned = config.model.learn_sigma
     if learned:
         options["learned_variance"] = True
