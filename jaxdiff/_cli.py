@@ -104,6 +104,25 @@ def define_verbose(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_bool("verbose", False, "Show tracebacks of errors too.", flag_values=flag_values)
 
 
+def define_pretrained(flag_values: flags.FlagValues) -> None:
+    """``--pretrained=NAME``: a model shipped with jaxdiff (its help lists them)."""
+    from jaxdiff import pretrained
+
+    names = ", ".join(pretrained.available()) or "(none installed)"
+    help_text = f"A model shipped with jaxdiff, instead of --workdir; one of: {names}."
+    flags.DEFINE_string("pretrained", None, help_text, flag_values=flag_values)
+
+
+def check_pretrained(name: str) -> None:
+    """Raises :class:`UsageError` unless ``name`` is a shipped model (lists the valid ones)."""
+    from jaxdiff import pretrained
+
+    names = pretrained.available()
+    require(
+        name in names, f"--pretrained={name}: no such shipped model; valid: {', '.join(names)}."
+    )
+
+
 def _help(flag_values: flags.FlagValues, prog: str, doc: str, extra: str) -> str:
     flag_help = flag_values.get_help(include_special_flags=False)
     return f"{doc.strip()}\n\n{extra}usage: python -m {prog} [flags]\n\n{flag_help}\n"

@@ -30,13 +30,7 @@ from jaxdiff import _cli, _xla_flags, pretrained
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "pretrained",
-    None,
-    "A model shipped with jaxdiff, instead of --workdir; one of: "
-    f"{', '.join(pretrained.available()) or '(none installed)'}.",
-    flag_values=FLAGS,
-)
+_cli.define_pretrained(FLAGS)
 flags.DEFINE_string(
     "out_dir", "eval", "With --pretrained: where the shards and metrics go.", flag_values=FLAGS
 )
@@ -87,11 +81,7 @@ def preflight(metrics: list[str]) -> None:
         if not os.path.isfile(convert.default_path()):
             convert.load_params()  # raises with the message that says how to convert
     if FLAGS.pretrained:
-        names = pretrained.available()
-        _cli.require(
-            FLAGS.pretrained in names,
-            f"--pretrained={FLAGS.pretrained}: no such shipped model; valid: {', '.join(names)}.",
-        )
+        _cli.check_pretrained(FLAGS.pretrained)
         return
     check_run_dir(FLAGS.workdir)
     if not os.access(FLAGS.workdir, os.W_OK | os.X_OK):

@@ -22,13 +22,7 @@ from jaxdiff import _cli, _xla_flags, pretrained
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "pretrained",
-    None,
-    "A model shipped with jaxdiff, instead of --workdir; one of: "
-    f"{', '.join(pretrained.available()) or '(none installed)'}.",
-    flag_values=FLAGS,
-)
+_cli.define_pretrained(FLAGS)
 flags.DEFINE_string("out", None, "Output .png (grid) or .npz (arrays).", flag_values=FLAGS)
 flags.DEFINE_string(
     "method", None, "Sampler (default: the config's sample.method).", flag_values=FLAGS
@@ -138,12 +132,7 @@ def check_flags_against(config) -> None:
 
 def sample_pretrained():
     """(images, labels or None) from the shipped model --pretrained."""
-
-    names = pretrained.available()
-    _cli.require(
-        FLAGS.pretrained in names,
-        f"--pretrained={FLAGS.pretrained}: no such shipped model; valid: {', '.join(names)}.",
-    )
+    _cli.check_pretrained(FLAGS.pretrained)
     model = pretrained.load(FLAGS.pretrained)
     check_flags_against(model.config)
     method = FLAGS.method or model.record["sampler"]["method"]
