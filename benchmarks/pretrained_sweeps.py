@@ -128,13 +128,13 @@ def run(args) -> dict:
     natural = lambda d: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", d)]
     run_dirs = sorted(glob.glob(args.run_dirs), key=natural) if args.run_dirs else []
     sampler = {k: v for k, v in (("method", args.method), ("num_steps", args.num_steps)) if v}
-    floats = lambda text: [float(x) for x in text.split(",")] if text else None
+    listed = lambda text, kind: [kind(x) for x in text.split(",")] if text else None
     grid = settings(
         args.sweeps.split(","),
         run_dirs,
-        guidance=floats(args.guidance),
-        nfe=[int(x) for x in floats(args.nfe) or NFE],
-        methods=args.methods.split(",") if args.methods else None,
+        guidance=listed(args.guidance, float),
+        nfe=listed(args.nfe, int),
+        methods=listed(args.methods, str),
         sampler=sampler,
     )
     for sweep, setting in grid:

@@ -95,9 +95,6 @@ def load_target():
     if FLAGS.pretrained:
         model = pretrained.load(FLAGS.pretrained)
         run, tag, root = model.as_run(), "shipped", os.path.join(FLAGS.out_dir, FLAGS.pretrained)
-        sampler = model.record["sampler"]
-        run.config.sample.update({k: sampler[k] for k in ("method", "num_steps", "guidance")})
-        run.config.sample.options = dict(sampler.get("options", {}))
     else:
         run = restore.load_run(FLAGS.workdir, FLAGS.params)
         tag, root = FLAGS.params, os.path.join(FLAGS.workdir, "eval")

@@ -106,7 +106,8 @@ class Pretrained:
 
     Attributes:
       name: the model's name.
-      config: the training config (ml_collections.ConfigDict) that made it.
+      config: the training config (ml_collections.ConfigDict) that made it, its ``sample``
+        section set to the shipped default sampler (``record["sampler"]``).
       net: the network (a flax module).
       params: the EMA parameters (nested dict of float32 jax arrays).
       process: the diffusion process it was trained with.
@@ -204,20 +205,26 @@ def _compiled_sampler(model: Pretrained, method, num_steps, guidance, options: t
 
     from jaxdiff.training import components
 
-    defaults = model.record["sampler"]
-    # The shipped options (e.g. ddim's spacing) belong to the shipped method only.
-    same_method = method in (None, defaults["method"])
-    opts = {**(defaults.get("options", {}) if same_method else {}), **dict(options)}
     sample = components.make_sampler(
         model.config,
         model.net,
         model.process,
-        method=method or defaults["method"],
-        num_steps=num_steps or defaults["num_steps"],
-        guidance=defaults["guidance"] if guidance is None else guidance,
-        **opts,
+        method=method,
+        num_steps=num_steps,
+        guidance=guidance,
+        **dict(options),
     )
     return jax.jit(sample)
+
+
+def with_sampler(config, sampler: dict):
+    """A copy of ``config`` whose ``sample`` section is ``sampler`` (a record's sampler)."""
+    import ml_collections
+
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.sample.update({k: sampler[k] for k in ("method", "num_steps", "guidance")})
+    config.sample.options = ml_collections.ConfigDict(dict(sampler.get("options", {})))
+    return config
 
 
 @functools.lru_cache(maxsize=8)
@@ -233,7 +240,7 @@ def load(name: str) -> Pretrained:
     from jaxdiff.training import components
 
     flat, record = read_weights(name)
-    config = ml_collections.ConfigDict(record["config"])
+    config = with_sampler(ml_collections.ConfigDict(record["config"]), record["sampler"])
     params = jax.tree.map(jax.numpy.asarray, unflatten(flat))
     return Pretrained(
         name=name,
@@ -266,13 +273,12 @@ def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, ou
     os.makedirs(out_dir, exist_ok=True)
     flat = {k: np.asarray(v).astype(dtype) for k, v in flatten(run.params).items()}
     config = json.loads(json.dumps(run.config.to_dict()))
-    s = config["sample"]
+    config["data"]["data_dir"] = ""  # the training machine's path means nothing elsewhere
     record = {
         "name": name,
         "step": int(run.step),
         "config": config,
-        "sampler": sampler
-        or {k: s[k] for k in ("method", "num_steps", "guidance")} | {"options": s["options"]},
+        "sampler": sampler or default_sampler(run.config),
         "prng_impl": config.get("prng_impl", "threefry2x32"),
         "stored_dtype": dtype,
         "num_params": int(sum(a.size for a in flat.values())),
@@ -321,16 +327,11 @@ def main(argv=None) -> None:
 def default_sampler(config, method: str = "", num_steps: int = 0, guidance=None) -> dict:
     """The record's {"method", "num_steps", "guidance", "options"}: the config's sampler
     with the given overrides (another method drops the config's method options)."""
-    s = config.sample
-    same = method in ("", s.method)
-    if not same and not num_steps:
+    from jaxdiff.training import components
+
+    if method not in ("", config.sample.method) and not num_steps:
         raise ValueError(f"--method={method}: give --num_steps too.")
-    return {
-        "method": method or s.method,
-        "num_steps": num_steps or s.num_steps,
-        "guidance": s.guidance if guidance is None else guidance,
-        "options": s.options.to_dict() if same else {},
-    }
+    return components.sampler_settings(config, method, num_steps, guidance)
 
 
 if __name__ == "__main__":

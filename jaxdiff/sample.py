@@ -135,7 +135,7 @@ def sample_pretrained():
     _cli.check_pretrained(FLAGS.pretrained)
     model = pretrained.load(FLAGS.pretrained)
     check_flags_against(model.config)
-    method = FLAGS.method or model.record["sampler"]["method"]
+    method = FLAGS.method or model.config.sample.method
     labels = model.labels_for(FLAGS.num_samples, FLAGS.label)
     batch = min(FLAGS.batch_size, FLAGS.num_samples)
     options = dict(method=FLAGS.method, num_steps=FLAGS.num_steps, guidance=FLAGS.guidance)

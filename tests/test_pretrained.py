@@ -93,6 +93,18 @@ def test_the_default_sampler_is_the_configs_unless_overridden():
         pretrained.default_sampler(config, "dpm_solver++")
 
 
+def test_the_loaded_config_samples_with_the_shipped_sampler(tiny, tmp_path):
+    run = _smoke_run()
+    run.config.data.data_dir = "/somewhere/only/the/trainer/has"
+    sampler = pretrained.default_sampler(run.config, "dpm_solver++", 3, 0.5)
+    pretrained.save("other", run, sampler=sampler)
+    model = pretrained.load("other")
+    got = model.config.sample
+    assert (got.method, got.num_steps, got.guidance) == ("dpm_solver++", 3, 0.5)
+    assert got.options.to_dict() == {} and model.record["config"]["data"]["data_dir"] == ""
+    assert components.sampler_settings(model.as_run().config) == sampler
+
+
 def test_as_run_copies_the_config(tiny):
     model = pretrained.load("tiny")
     run = model.as_run()

@@ -131,6 +131,22 @@ def init_params(config, net, key):
     return net.init({"params": key}, x, jnp.zeros((1,)), train=False, **cond)["params"]
 
 
+def sampler_settings(config, method=None, num_steps=None, guidance=None) -> dict:
+    """{"method", "num_steps", "guidance", "options"}: ``config.sample`` with overrides.
+
+    The configured options (e.g. ddim's spacing) belong to the configured method: another
+    ``method`` starts from no options.
+    """
+    s = config.sample
+    same_method = method in (None, "", s.method)
+    return {
+        "method": method or s.method,
+        "num_steps": num_steps or s.num_steps,
+        "guidance": s.guidance if guidance is None else guidance,
+        "options": s.options.to_dict() if same_method else {},
+    }
+
+
 def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):
     """``sample(params, key, labels) -> images (N, H, W, C)`` with the configured sampler.
 
@@ -148,11 +164,9 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
     from jaxdiff import samplers
 
     s = config.sample
-    configured = s.options.to_dict() if method in (None, s.method) else {}
-    method = method or s.method
-    num_steps = num_steps or s.num_steps
-    w = s.guidance if guidance is None else guidance
-    options = {**configured, **options}
+    settings = sampler_settings(config, method, num_steps, guidance)
+    method, num_steps, w = settings["method"], settings["num_steps"], settings["guidance"]
+    options = {**settings["options"], **options}
     learned = config.model.learn_sigma
     if learned:
         options["learned_variance"] = True
