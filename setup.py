@@ -2,6 +2,10 @@
 
 from setuptools import find_packages, setup
 
+# ONNX export and the ONNX Runtime sampler. jax2onnx itself goes in with --no-deps (its
+# releases pin orbax-checkpoint < 0.11.37 and would downgrade ours; it never imports orbax):
+#   pip install --no-deps "jax2onnx>=0.17"
+EXPORT = ["onnx>=1.17", "onnx-ir>=0.1.10", "onnxruntime>=1.20", "ml_dtypes>=0.5"]
 TEST = [
     "pytest>=8",
     "pytest-xdist>=3",
@@ -13,6 +17,7 @@ TEST = [
     "nbmake>=1.5",
     "ipykernel>=6",
     "matplotlib>=3.7",
+    *EXPORT,
 ]
 EVAL = ["scipy>=1.11"]
 NOTEBOOKS = ["matplotlib>=3.7", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"]
@@ -30,7 +35,7 @@ setup(
         "jax>=0.6",
         "flax>=0.10",
         "optax>=0.2.4",
-        "orbax-checkpoint>=0.11",
+        "orbax-checkpoint>=0.12",
         "tensorflow-datasets>=4.9.7",
         "grain>=0.2.6",
         "chex>=0.1.88",
@@ -45,5 +50,11 @@ setup(
         "safetensors>=0.4",  # shipped weights (jaxdiff/weights), read without jax
     ],
     package_data={"jaxdiff": ["weights/*.safetensors", "weights/*.json"]},
-    extras_require={"test": TEST, "eval": EVAL, "dev": DEV, "notebooks": NOTEBOOKS},
+    extras_require={
+        "test": TEST,
+        "eval": EVAL,
+        "dev": DEV,
+        "notebooks": NOTEBOOKS,
+        "export": EXPORT,
+    },
 )

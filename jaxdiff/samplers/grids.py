@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff import _spacing
 from jaxdiff._process import Process
 from jaxdiff._types import Array
 from jaxdiff.schedules import DiscreteSchedule
@@ -248,19 +249,6 @@ def log_snr(process: Process, num_steps: int, t_start: float = 1.0, t_end: float
     return _with_ends(_times_at_log_snr(process, lams), t_start, t_end)
 
 
-def _spaced_indices(lo: int, hi: int, count: int, spacing: str) -> np.ndarray:
-    """``count`` training indices in [lo, hi], descending, by a diffusers spacing rule."""
-    m = hi - lo + 1
-    rules = {
-        "leading": lambda: np.arange(count) * (m // count),
-        "trailing": lambda: np.round(m - np.arange(count) * m / count).astype(np.int64) - 1,
-        "linspace": lambda: np.round(np.linspace(0, m - 1, count)).astype(np.int64),
-    }
-    if spacing not in rules:
-        raise ValueError(f"Unknown spacing {spacing!r}; valid spacings: {sorted(rules)}.")
-    return lo + np.sort(rules[spacing]())[::-1]
-
-
 def _grid_index(schedule: DiscreteSchedule, t: float, name: str) -> int:
     k = t * schedule.num_steps
     if abs(k - round(k)) > 1e-4:
@@ -307,7 +295,7 @@ def discrete(
             f"num_steps={num_steps} exceeds the {hi - lo + 1} schedule steps in "
             f"(t_end, t_start] = ({t_end}, {t_start}]."
         )
-    idx = _spaced_indices(lo, hi, num_steps, spacing)
+    idx = _spacing.spaced_indices(lo, hi, num_steps, spacing)
     times = np.append((idx + 1) / schedule.num_steps, t_end)
     return TimeGrid(times)
 
@@ -345,10 +333,7 @@ def on_levels(grid: TimeGrid, schedule: DiscreteSchedule) -> TimeGrid:
     if times[0] < times[-1]:
         return on_levels(grid.reversed(), schedule).reversed()
     k = np.round(np.asarray(schedule.round_to_level(times)) * schedule.num_steps)
-    for j in range(1, k.size - 1):  # top down, then bottom up
-        k[j] = min(k[j], k[j - 1] - 1)
-    for j in range(k.size - 2, 0, -1):
-        k[j] = max(k[j], k[j + 1] + 1)
+    k = _spacing.separate_levels(k)
     if np.any(np.diff(k) >= 0) or k[-1] < (0 if times[-1] == 0 else 1):
         raise ValueError(
             f"A grid of {grid.num_steps} steps from t={times[0]} to t={times[-1]} needs more "

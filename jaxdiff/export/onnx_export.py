@@ -1,0 +1,166 @@
+"""A model's denoiser as an ONNX graph (through jax2onnx), with what a sampler needs.
+
+The graph is ``denoise(x, t[, label]) -> prediction``: x (B, H, W, C) float32, t (B,)
+float32 times in [0, 1] (the noise-level mapping of ``config.loss.noise_level`` is inside
+the graph), label (B,) int32 for a class-conditional model (``num_classes`` is the null
+label of classifier-free guidance); the prediction is the network's raw output (B, H, W, C)
+of the kind ``metadata["kind"]`` ("eps", "x0" or "v"; 2C channels when the variance is
+learned). B is a symbolic axis: one file serves every batch size.
+
+The file's metadata (``metadata_props["jaxdiff"]``, JSON, written by
+:mod:`jaxdiff.export.graph`) holds :func:`sampler_metadata`: the format version, the input
+names, the image shape, the classes, the prediction kind, the default sampler, the source
+(model name and parameter hash) and, for a discrete schedule, the tables
+``alphas_cumprod`` (N,) and ``log_alpha_bar`` (N + 1,) that the NumPy sampler of
+:mod:`jaxdiff.export.ort_sampler` steps with.
+
+Example::
+
+  from jaxdiff import pretrained
+  from jaxdiff.export import onnx_export
+  model = pretrained.load("mnist")
+  onnx_export.export_model(model.as_run(), "mnist.onnx", source={"pretrained": "mnist"})
+"""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import denoiser
+from jaxdiff.export import graph
+from jaxdiff.schedules import DiscreteSchedule
+from jaxdiff.training import components
+
+FORMAT_VERSION = 1
+OUTPUT_NAME = "prediction"
+
+
+def input_names(config) -> list[str]:
+    """["x", "t"] plus "label" for a class-conditional model.
+
+    Raises:
+      ValueError: a model conditioned on text context (not exportable yet).
+    """
+    if config.model.options.get("context_dim", 0):
+        raise ValueError("ONNX export of context (text) conditioning is not supported yet.")
+    return ["x", "t"] + (["label"] if components.num_classes(config) else [])
+
+
+def denoise_fn(config, net, params, process):
+    """``denoise(x, t[, label]) -> prediction``: the function the graph computes.
+
+    Shapes: x (B, H, W, C), t (B,), label (B,) int32 -> (B, H, W, C or 2C).
+    """
+    model_fn = denoiser.make_model_fn(net.apply, params, process, config.loss.noise_level)
+    if components.num_classes(config):
+        return lambda x, t, label: model_fn(x, t, label=label)
+    return lambda x, t: model_fn(x, t)
+
+
+def schedule_tables(process) -> dict:
+    """{"num_train_steps", "alphas_cumprod" (N,), "log_alpha_bar" (N + 1,)} of a discrete
+    schedule, float32 values as JAX computes them (empty for a continuous process)."""
+    if not isinstance(process, DiscreteSchedule):
+        return {}
+    n = process.num_steps
+    levels = jnp.arange(n + 1, dtype=jnp.float32) / n
+    return {
+        "num_train_steps": n,
+        "alphas_cumprod": np.asarray(process.alphas_cumprod, np.float32).tolist(),
+        "log_alpha_bar": np.asarray(process._log_alpha_bar(levels), np.float32).tolist(),
+    }
+
+
+def sampler_metadata(config, process, sampler: dict | None = None, source=None) -> dict:
+    """The JSON the ONNX file carries for :mod:`jaxdiff.export.ort_sampler`.
+
+    Args:
+      config: the model's training config.
+      process: its process.
+      sampler: the default {"method", "num_steps", "guidance", "options"} (default: the
+        config's ``sample`` section).
+      source: JSON-able facts about where the weights came from (name, hash, step).
+    """
+    d = config.data
+    return {
+        "format": FORMAT_VERSION,
+        "inputs": input_names(config),
+        "output": OUTPUT_NAME,
+        "image_shape": [d.image_size, d.image_size, d.channels],
+        "num_classes": int(components.num_classes(config) or 0),
+        "kind": config.sample.kind,
+        "learned_variance": bool(config.model.learn_sigma),
+        "clip_output": config.data.source != "latents",
+        "sampler": sampler or components.sampler_settings(config),
+        "source": source or {},
+        **schedule_tables(process),
+    }
+
+
+def input_specs(config) -> list:
+    """jax2onnx input specs with the symbolic batch axis "B"."""
+    d = config.data
+    specs: list = [("B", d.image_size, d.image_size, d.channels), ("B",)]
+    if components.num_classes(config):
+        specs.append(jax.ShapeDtypeStruct(("B",), jnp.int32))
+    return specs
+
+
+def to_proto(config, net, params, process, *, sampler=None, source=None):
+    """The ONNX ModelProto of the denoiser, its metadata attached.
+
+    Raises:
+      ImportError: jax2onnx is not installed (with the command that installs it).
+    """
+    try:
+        from jax2onnx import to_onnx  # type: ignore[import-untyped]
+    except ImportError as e:
+        raise ImportError(
+            "ONNX export needs jax2onnx: pip install 'jaxdiff[export]' and then "
+            "pip install --no-deps 'jax2onnx>=0.17' (docs/export.md says why --no-deps)."
+        ) from e
+    for noisy in ("jax2onnx", "onnx_ir"):  # optional plugins it cannot load; serde notes
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    names = input_names(config)
+    proto = to_onnx(
+        denoise_fn(config, net, params, process),
+        input_specs(config),
+        model_name=f"jaxdiff_{config.model.name}",
+        input_names=names,
+        output_names=[OUTPUT_NAME],
+    )
+    meta = sampler_metadata(config, process, sampler, source)
+    return graph.set_metadata(graph.compact(proto), meta)
+
+
+def export_model(run, path: str, *, sampler=None, source=None) -> str:
+    """Writes a restored run's (or ``Pretrained.as_run()``'s) denoiser to ``path``.
+
+    Args:
+      run: a ``training.restore.Run`` (config, net, process, params, step).
+      path: the .onnx file to write.
+      sampler: the default sampler to record (default: ``run.config.sample``).
+      source: facts to record about the weights.
+
+    Returns:
+      ``path``.
+    """
+    proto = to_proto(run.config, run.net, run.params, run.process, sampler=sampler, source=source)
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+    return path
+
+
+def relative_error(run, onnx_path: str, batch: int = 3, seed: int = 0) -> float:
+    """max |ONNX - JAX| / max |JAX| of the denoiser on ``ort_sampler.probe_inputs``."""
+    from jaxdiff.export import ort_sampler
+
+    onnx_model = ort_sampler.OnnxDenoiser(onnx_path)
+    inputs = ort_sampler.probe_inputs(onnx_model.meta, batch, seed)
+    want = np.asarray(
+        jax.jit(denoise_fn(run.config, run.net, run.params, run.process))(*inputs.values())
+    )
+    got = onnx_model.raw(**inputs)
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
