@@ -184,19 +184,38 @@ class Pretrained:
         """The (num,) int32 labels that .sample uses for ``label`` (None if unconditional)."""
         import jax.numpy as jnp
 
-        if not self.num_classes:
-            if label is not None:
-                raise ValueError(f"model {self.name!r} is unconditional; pass label=None.")
-            return None
-        if label is None:
-            return jnp.arange(num, dtype=jnp.int32) % self.num_classes
-        labels = np.broadcast_to(np.asarray(label, np.int64), (num,))
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(
-                f"labels must be in [0, {self.num_classes}) for {self.name!r}; "
-                f"got {sorted(set(labels.tolist()))[:10]}."
-            )
-        return jnp.asarray(labels, jnp.int32)
+        labels = class_labels(num, label, self.num_classes, f"model {self.name!r}")
+        return None if labels is None else jnp.asarray(labels)
+
+
+def class_labels(num: int, label, num_classes: int, what: str = "this model"):
+    """The (num,) int32 labels of a request: ``label`` broadcast, or 0, 1, 2, ... cycling.
+
+    Args:
+      num: number of images.
+      label: None, an int, or ints of shape (num,).
+      num_classes: the model's classes (0: unconditional).
+      what: the model's name for messages.
+
+    Returns:
+      a NumPy int32 array (num,), or None for an unconditional model.
+
+    Raises:
+      ValueError: a label for an unconditional model, or a label outside [0, num_classes).
+    """
+    if not num_classes:
+        if label is not None:
+            raise ValueError(f"{what} is unconditional; pass label=None.")
+        return None
+    if label is None:
+        return np.arange(num, dtype=np.int32) % num_classes
+    labels = np.broadcast_to(np.asarray(label, np.int64), (num,))
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"labels must be in [0, {num_classes}) for {what}; "
+            f"got {sorted(set(labels.tolist()))[:10]}."
+        )
+    return labels.astype(np.int32)
 
 
 @functools.lru_cache(maxsize=32)

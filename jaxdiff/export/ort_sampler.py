@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from jaxdiff import _spacing
+from jaxdiff import _spacing, pretrained
 from jaxdiff.export import graph
 
 METHODS = ("ddim", "dpm_solver++")
@@ -166,18 +166,7 @@ class OnnxDenoiser:
         return x_init
 
     def _labels(self, num: int, label):
-        if not self.num_classes:
-            if label is not None:
-                raise ValueError("This model is unconditional; pass label=None.")
-            return None
-        if label is None:
-            return np.arange(num, dtype=np.int32) % self.num_classes
-        labels = np.broadcast_to(np.asarray(label, np.int64), (num,))
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(
-                f"labels must be in [0, {self.num_classes}); got {labels.tolist()[:10]}."
-            )
-        return labels.astype(np.int32)
+        return pretrained.class_labels(num, label, self.num_classes, self.path)
 
     def _x0_eps(self, x, level, labels, guidance):
         """(x0, eps) from the guided prediction of meta["kind"] at a level."""
