@@ -50,9 +50,7 @@ def runners(model_name: str, files: dict[str, str], batch: int, num_steps: int):
         model.config, model.net, model.process, **settings, x_init=jnp.asarray(x_init)
     )
     compiled = jax.jit(sample)
-    out = {
-        "jaxdiff": lambda: np.asarray(compiled(model.params, jax.random.key(0), labels))
-    }
+    out = {"jaxdiff": lambda: np.asarray(compiled(model.params, jax.random.key(0), labels))}
     for name, path in files.items():
         onnx_model = ort_sampler.OnnxDenoiser(path)
         out[name] = lambda m=onnx_model: m.sample(x_init=x_init, label=labels, **settings)
