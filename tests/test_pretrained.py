@@ -105,6 +105,26 @@ def test_the_loaded_config_samples_with_the_shipped_sampler(tiny, tmp_path):
     assert components.sampler_settings(model.as_run().config) == sampler
 
 
+def test_sampler_overrides_keep_options_only_for_the_default_method():
+    from jaxdiff import _settings
+
+    default = {
+        "method": "ddim",
+        "num_steps": 50,
+        "guidance": 1.0,
+        "options": {"spacing": "leading"},
+    }
+    assert _settings.resolve_sampler(default) == default
+    assert _settings.resolve_sampler(default, "ddim", 10, 0.0) == {
+        **default,
+        "num_steps": 10,
+        "guidance": 0.0,
+    }
+    other = _settings.resolve_sampler(default, "dpm_solver++")
+    assert other == {"method": "dpm_solver++", "num_steps": 50, "guidance": 1.0, "options": {}}
+    assert default["options"] == {"spacing": "leading"}
+
+
 def test_as_run_copies_the_config(tiny):
     model = pretrained.load("tiny")
     run = model.as_run()

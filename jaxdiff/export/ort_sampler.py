@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from jaxdiff import _spacing, pretrained
+from jaxdiff import _settings, _spacing, pretrained
 from jaxdiff.export import graph
 
 METHODS = ("ddim", "dpm_solver++")
@@ -141,18 +141,14 @@ class OnnxDenoiser:
                 f"{self.path}: its process is continuous; the ONNX Runtime sampler needs a "
                 "discrete schedule (process.kind='schedule')."
             )
-        default = self.meta["sampler"]
-        method = method or default["method"]
-        if method not in METHODS:
-            raise ValueError(f"Unknown method {method!r}; the ONNX sampler has {list(METHODS)}.")
-        same = method == default["method"]
-        options = default.get("options", {}) if same else {}
-        return {
-            "method": method,
-            "num_steps": int(num_steps or default["num_steps"]),
-            "guidance": default["guidance"] if guidance is None else guidance,
-            "spacing": spacing or options.get("spacing") or "trailing",
-        }
+        settings = _settings.resolve_sampler(self.meta["sampler"], method, num_steps, guidance)
+        if settings["method"] not in METHODS:
+            raise ValueError(
+                f"Unknown method {settings['method']!r}; the ONNX sampler has {list(METHODS)}."
+            )
+        settings["num_steps"] = int(settings["num_steps"])
+        settings["spacing"] = spacing or settings["options"].get("spacing") or "trailing"
+        return settings
 
     def _initial(self, num, x_init, seed) -> np.ndarray:
         shape = tuple(self.meta["image_shape"])

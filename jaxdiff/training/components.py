@@ -7,7 +7,7 @@ which hand every module plain constructor arguments.
 import jax.numpy as jnp
 import ml_collections
 
-from jaxdiff import denoiser, schedules, sdes
+from jaxdiff import _settings, denoiser, schedules, sdes
 from jaxdiff.data import pipeline, sources
 from jaxdiff.training import optim
 from jaxdiff.training import step as step_lib
@@ -137,14 +137,7 @@ def sampler_settings(config, method=None, num_steps=None, guidance=None) -> dict
     The configured options (e.g. ddim's spacing) belong to the configured method: another
     ``method`` starts from no options.
     """
-    s = config.sample
-    same_method = method in (None, "", s.method)
-    return {
-        "method": method or s.method,
-        "num_steps": num_steps or s.num_steps,
-        "guidance": s.guidance if guidance is None else guidance,
-        "options": s.options.to_dict() if same_method else {},
-    }
+    return _settings.resolve_sampler(config.sample.to_dict(), method, num_steps, guidance)
 
 
 def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):
