@@ -25,8 +25,19 @@ RUN20 = [
 ]
 
 
-def train_cli(workdir, *args, devices=1, env=None, timeout=300, check=True):
-    """Runs the training command in a fresh process; returns the CompletedProcess."""
+def train_cli(
+    workdir,
+    *args,
+    devices=1,
+    env=None,
+    timeout=300,
+    check=True,
+    module="jaxdiff.train",
+    config=SMOKE,
+    extra=(),
+):
+    """Runs the training command (or ``module``) in a fresh process; returns the
+    CompletedProcess."""
     env = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
@@ -34,9 +45,14 @@ def train_cli(workdir, *args, devices=1, env=None, timeout=300, check=True):
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         **(env or {}),
     )
-    cmd = [sys.executable, "-m", "jaxdiff.train", f"--config={SMOKE}", f"--workdir={workdir}"]
+    cmd = [sys.executable, "-m", module, f"--config={config}", f"--workdir={workdir}"]
     out = subprocess.run(
-        cmd + list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        cmd + list(extra) + list(args),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and out.returncode:
         raise AssertionError(f"exit {out.returncode}\n{out.stderr[-3000:]}")

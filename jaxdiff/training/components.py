@@ -104,12 +104,16 @@ def example_shape(config, batch: int) -> tuple[int, ...]:
     return (batch, d.image_size, d.image_size, d.channels)
 
 
-def make_train_step(config, net, process):
-    """The pure train step and the initial importance-sampling state."""
+def make_train_step(config, net, process, loss_fn=None):
+    """The pure train step and the initial importance-sampling state.
+
+    ``loss_fn`` replaces the configured loss (e.g. a distillation loss, which needs a
+    teacher that a config cannot hold).
+    """
     imp_state, imp_fns = build_importance(config, process)
     fn = step_lib.make_train_step(
         net.apply,
-        build_loss(config, process),
+        loss_fn or build_loss(config, process),
         build_optimizer(config),
         process,
         ema_decays=tuple(config.optim.ema_decays),
@@ -137,7 +141,35 @@ def sampler_settings(config, method=None, num_steps=None, guidance=None) -> dict
     The configured options (e.g. ddim's spacing) belong to the configured method: another
     ``method`` starts from no options.
     """
-    return _settings.resolve_sampler(config.sample.to_dict(), method, num_steps, guidance)
+    settings = _settings.resolve_sampler(config.sample.to_dict(), method, num_steps, guidance)
+    if "distill" in config:
+        check_student_settings(config.distill, settings)
+    return settings
+
+
+def check_student_settings(distill, settings: dict) -> None:
+    """Raises ValueError unless ``settings`` walk a distilled student's own grid.
+
+    A student of S steps learned one DDIM step between neighbours of its grid (levels
+    ``distill.levels``) with guidance already distilled in: DDIM, S steps, trailing
+    spacing, w = 0 is the only sampler it is valid for.
+    """
+    steps = distill.student_steps
+    wanted = ("ddim", steps, 0.0, "trailing")
+    got = (
+        settings["method"],
+        settings["num_steps"],
+        float(settings["guidance"]),
+        settings["options"].get("spacing", "trailing"),
+    )
+    if got != wanted:
+        raise ValueError(
+            f"this model is a distilled student of {steps} steps, valid only on its own grid "
+            f"(levels {list(distill.levels)}): sample it with method='ddim', "
+            f"num_steps={steps}, guidance=0 (w={distill.guidance} is built in) and trailing "
+            f"spacing; got method={got[0]!r}, num_steps={got[1]}, guidance={got[2]}, "
+            f"spacing={got[3]!r}."
+        )
 
 
 def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):

@@ -84,14 +84,21 @@ def check_workdir(workdir: str) -> None:
         raise ValueError(f"workdir {workdir!r} is not writable; choose another --workdir.")
 
 
-def init_state(config, net, mesh, imp_state):
-    """A jitted, replicated initial state, and its abstract form (for restores)."""
+def init_state(config, net, mesh, imp_state, params=None):
+    """A jitted, replicated initial state, and its abstract form (for restores).
+
+    ``params`` (host arrays) start the run instead of a random initialisation.
+    """
     impl = state_lib.check_prng_impl(config.prng_impl)
     key = jax.random.key(config.seed, impl=impl)
     tx = components.build_optimizer(config)
+    start = None if params is None else jax.tree.map(np.asarray, params)
 
     def create():
-        params = components.init_params(config, net, jax.random.fold_in(key, 0))
+        if start is None:
+            params = components.init_params(config, net, jax.random.fold_in(key, 0))
+        else:
+            params = jax.tree.map(jax.numpy.asarray, start)
         ema = config.optim.ema_decays
         return state_lib.create(params, tx, ema, config.seed, imp_state, prng_impl=impl)
 
@@ -166,8 +173,15 @@ def draw_samples(config, sample_fn, state, step, workdir, writer, stop=None) -> 
     return True
 
 
-def train(config, workdir: str):
+def train(config, workdir: str, *, loss_fn=None, init_params=None):
     """Trains (or resumes) a run described by ``config`` in ``workdir``; returns the state.
+
+    Args:
+      config: the run's config.
+      workdir: where checkpoints, grids and metrics go.
+      loss_fn: replaces the configured loss (see ``components.make_train_step``).
+      init_params: start from these parameters instead of a random initialisation (a
+        resumed run ignores them).
 
     Raises:
       UsageError: a config value out of range (before anything is written).
@@ -176,7 +190,7 @@ def train(config, workdir: str):
     check_config(config)
     created = not os.path.exists(workdir)
     try:
-        return _train(config, workdir)
+        return _train(config, workdir, loss_fn, init_params)
     except BaseException:
         if created:
             remove_empty_dirs(workdir)  # a failed first run leaves no empty workdir behind
@@ -192,12 +206,12 @@ def remove_empty_dirs(root: str) -> None:
             pass
 
 
-def _train(config, workdir: str):
+def _train(config, workdir: str, loss_fn=None, init_params=None):
     check_workdir(workdir)
     mesh = state_lib.make_mesh()
     state_lib.check_batch_size(config.data.batch_size, mesh)
     process, net = components.build_process(config), components.build_model(config)
-    step_fn, imp_state = components.make_train_step(config, net, process)
+    step_fn, imp_state = components.make_train_step(config, net, process, loss_fn)
     step_fn = step_lib.jit_train_step(step_fn, mesh)
     iterator = iter(components.build_dataset(config, jax.process_index(), jax.process_count()))
     tc, main_host = config.train, jax.process_index() == 0
@@ -209,7 +223,7 @@ def _train(config, workdir: str):
         report=say if main_host else lambda message: None,
     )
     kill_at = ckpt.kill_point = kill_point(os.environ.get(KILL_ENV))
-    create, abstract = init_state(config, net, mesh, imp_state)
+    create, abstract = init_state(config, net, mesh, imp_state, init_params)
     state = restore_or_init(config, ckpt, create, abstract, iterator)
     rep = state_lib.replicated(mesh)
     sample_fn = jax.jit(components.make_sampler(config, net, process), out_shardings=rep)

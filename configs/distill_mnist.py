@@ -1,0 +1,59 @@
+"""Progressive distillation of the shipped MNIST model (Salimans & Ho 2022).
+
+Command (each round is a resumable training run; rerun the same command to go on)::
+
+  timeout -s TERM 100m python -m jaxdiff.distill --config=configs/distill_mnist.py \\
+      --workdir=runs/distill_mnist --config.data.data_dir=/path/to/tfds
+
+Recipe: the teacher is ``pretrained.load("mnist")`` with its shipped guidance w = 0.25
+distilled into every student (students sample with DDIM on their own grid, unguided).
+The first round halves the teacher's 64-step DDIM grid; rounds go 32 -> 16 -> ... -> 1
+step, with 300 to 1,500 training steps each (4,600 in all: the first rounds start close to
+their teacher). Each student starts from its teacher's weights; Adam 1e-4, batch 64, an
+EMA 0.999 with warmup; the EMA of a student teaches the next round. A PD step costs about
+two training steps here (two guided teacher calls on a doubled batch, then the student).
+
+Expected: docs/distillation.md has each student's FID beside the teacher's (5,000
+samples, the same seeds for every row), the commands and the wall time of every round.
+``:smoke`` is two rounds of two steps each, for tests.
+"""
+
+import ml_collections
+
+from jaxdiff.training import config as base
+
+VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+
+
+def get_config(arg=None):
+    arg = base.check_variant(arg, VARIANTS)
+    c = ml_collections.ConfigDict()
+    c.teacher = "mnist"  # a shipped model name or a training workdir
+    c.seed = 0
+    c.distill = dict(
+        teacher_steps=64,  # the teacher's DDIM grid that the first round halves
+        final_steps=1,  # the last student's steps
+        guidance=-1.0,  # w distilled into the students; -1: the teacher's default
+        teacher_params="ema",  # a student's parameters that teach the next round
+        # training steps of each round (() : train.num_steps each); the first rounds start
+        # close to their teacher, the last ones have the most to learn
+        steps_per_round=(300, 300, 500, 800, 1200, 1500),
+    )
+    c.data = dict(batch_size=64, data_dir="")  # data_dir: "" keeps the teacher's
+    c.optim = dict(lr=1e-4, warmup_steps=0, ema_decays=(0.999,), ema_warmup=True)
+    c.train = dict(
+        num_steps=1_000,  # per round
+        log_every=50,
+        checkpoint_every=250,
+        keep_last=2,
+        keep_every=0,
+        sample_every=1_000,
+        progress=True,
+    )
+    if arg == "smoke":
+        c.teacher = ""  # tests pass --config.teacher=WORKDIR
+        c.distill.update(teacher_steps=4, final_steps=1, steps_per_round=())
+        c.data.batch_size = 8
+        c.train.update(num_steps=2, log_every=1, checkpoint_every=1, sample_every=0)
+        c.train.progress = False
+    return c

@@ -1,0 +1,178 @@
+"""Rounds of progressive distillation: teacher -> student of half the steps -> ... -> final.
+
+``distill(config, workdir)`` runs every round as a training run of
+:mod:`jaxdiff.training.loop` in ``workdir/student_SSSS`` (S the student's steps), so each
+round checkpoints, resumes bitwise after a kill, draws grids and stops on SIGTERM like
+training does. A finished round is skipped on a rerun; the next round's teacher is the
+round's student (``config.distill.teacher_params``). ``workdir/students.json`` lists the
+finished students with their time grids.
+
+The config (``configs/distill_mnist.py``) holds the teacher and the distillation settings;
+the network, the process and the data come from the teacher's own config:
+
+- ``teacher``: a shipped model name (``jaxdiff.pretrained``) or a training workdir;
+- ``distill.teacher_steps``: the teacher DDIM grid the first round halves (a power of two
+  dividing the schedule's N); ``distill.final_steps``: the last student's steps;
+- ``distill.guidance``: the classifier-free guidance w distilled into every student (-1:
+  the teacher's default); the students are sampled without guidance;
+- ``distill.teacher_params``: which parameters of a student teach the next round;
+- ``distill.steps_per_round``: training steps of each round, in order (empty: every round
+  runs ``train.num_steps``);
+- ``train``, ``optim``, ``seed``, ``data.batch_size``, ``data.data_dir``: per round.
+"""
+
+import json
+import os
+
+import ml_collections
+
+from jaxdiff.distill import progressive
+from jaxdiff.training import components, restore
+
+STUDENTS_FILE = "students.json"
+
+
+def load_teacher(source: str) -> restore.Run:
+    """The teacher: a shipped model's name or a training run's workdir."""
+    from jaxdiff import pretrained
+
+    if source in pretrained.available():
+        return pretrained.load(source).as_run()
+    if os.path.isdir(os.path.join(source, "checkpoints")):
+        return restore.load_run(source)
+    raise ValueError(
+        f"teacher {source!r} is neither a shipped model ({', '.join(pretrained.available())}) "
+        "nor a training workdir (a folder with checkpoints/)."
+    )
+
+
+def round_steps(teacher_steps: int, final_steps: int) -> list[int]:
+    """The students' steps: teacher_steps / 2, / 4, ..., final_steps.
+
+    Raises:
+      ValueError: unless teacher_steps = final_steps * 2^k with k >= 1.
+    """
+    steps, s = [], teacher_steps // 2
+    while s >= final_steps and s >= 1:
+        steps.append(s)
+        s //= 2
+    if teacher_steps < 2 or final_steps < 1 or not steps or steps[-1] != final_steps:
+        raise ValueError(
+            f"distill.teacher_steps={teacher_steps} must be distill.final_steps={final_steps} "
+            "times a power of two >= 2 (each round halves the steps)."
+        )
+    return steps
+
+
+def teacher_guidance(config, teacher: restore.Run) -> float:
+    """The guidance w to distil: ``distill.guidance``, or the teacher's default when < 0."""
+    w = config.distill.guidance
+    w = teacher.config.sample.guidance if w < 0 else w
+    if w and not teacher.config.model.num_classes:
+        raise ValueError(
+            f"distill.guidance={w}: the teacher is unconditional; guidance needs classes."
+        )
+    return float(w)
+
+
+def training_steps(config, num_rounds: int) -> list[int]:
+    """Training steps of each round: ``distill.steps_per_round`` or ``train.num_steps``."""
+    given = list(config.distill.steps_per_round)
+    if not given:
+        return [config.train.num_steps] * num_rounds
+    if len(given) != num_rounds or min(given) < 1:
+        raise ValueError(
+            f"distill.steps_per_round={tuple(given)}: give {num_rounds} step counts >= 1, one "
+            "per round, or () for train.num_steps each."
+        )
+    return given
+
+
+def round_config(config, teacher: restore.Run, student_steps: int, w: float, num_steps: int):
+    """The training config of one round: the teacher's run config plus this round's fields."""
+    c = ml_collections.ConfigDict(teacher.config.to_dict())
+    c.seed = config.seed
+    c.train.update(config.train.to_dict())
+    c.train.num_steps = num_steps
+    c.optim.update(config.optim.to_dict())
+    c.data.batch_size = config.data.batch_size
+    c.data.data_dir = config.data.data_dir or c.data.data_dir
+    c.loss.update(label_dropout=0.0, importance_bins=0)
+    c.sample.update(method="ddim", num_steps=student_steps, guidance=0.0)
+    c.sample.options = ml_collections.ConfigDict(dict(spacing="trailing"))
+    n = components.build_process(c).num_steps
+    c.distill = dict(
+        teacher=config.teacher,
+        student_steps=student_steps,
+        guidance=w,
+        levels=[int(k) for k in progressive.student_levels(n, student_steps)],
+    )
+    return c
+
+
+def teacher_fn(teacher: restore.Run, w: float):
+    """The teacher's model function, guided with weight w (w = 0: as it is)."""
+    from jaxdiff import guidance
+
+    fn = teacher.model_fn()
+    return guidance.cfg(fn, w, teacher.config.model.num_classes) if w else fn
+
+
+def check(config, teacher: restore.Run) -> list[int]:
+    """The rounds' student steps; raises ValueError for a teacher the method cannot use."""
+    tc = teacher.config
+    if tc.process.kind != "schedule" or tc.model.learn_sigma:
+        raise ValueError(
+            "progressive distillation needs a discrete-schedule teacher (process.kind="
+            f"'schedule') with a fixed variance; got kind={tc.process.kind!r}, "
+            f"learn_sigma={tc.model.learn_sigma}."
+        )
+    steps = round_steps(config.distill.teacher_steps, config.distill.final_steps)
+    progressive.check_steps(teacher.process.num_steps, steps[0])
+    return steps
+
+
+def distill(config, workdir: str) -> list[dict]:
+    """Runs (or resumes) every round; returns the students' records (also in students.json).
+
+    Args:
+      config: a distillation config (see the module docstring).
+      workdir: the rounds go to ``workdir/student_SSSS``.
+
+    Returns:
+      [{"steps", "levels", "workdir", "guidance"}] of the finished students, in order.
+    """
+    from jaxdiff.training import loop
+
+    teacher = load_teacher(config.teacher)
+    w = teacher_guidance(config, teacher)
+    steps = check(config, teacher)
+    budgets = training_steps(config, len(steps))
+    os.makedirs(workdir, exist_ok=True)
+    records, guidance_now = [], w
+    for student_steps, num_steps in zip(steps, budgets, strict=True):
+        c = round_config(config, teacher, student_steps, w, num_steps)
+        folder = os.path.join(workdir, f"student_{student_steps:04d}")
+        loss = progressive.make_loss(
+            teacher_fn(teacher, guidance_now),
+            teacher.process,
+            student_steps,
+            kind=c.sample.kind,
+            teacher_kind=teacher.config.sample.kind,
+        )
+        loop.say(f"round: {2 * student_steps} -> {student_steps} steps ({folder})")
+        loop.train(c, folder, loss_fn=loss, init_params=teacher.params)
+        records.append(
+            {"steps": student_steps, "levels": c.distill.levels, "workdir": folder, "guidance": w}
+        )
+        write_records(workdir, records)
+        teacher, guidance_now = restore.load_run(folder, config.distill.teacher_params), 0.0
+    return records
+
+
+def write_records(workdir: str, records: list[dict]) -> None:
+    """Writes ``workdir/students.json`` atomically."""
+    path = os.path.join(workdir, STUDENTS_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"students": records}, f, indent=1)
+    os.replace(path + ".tmp", path)
