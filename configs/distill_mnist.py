@@ -18,8 +18,7 @@ samples, the same seeds for every row), the commands and the wall time of every 
 ``:smoke`` is two rounds of two steps each, for tests.
 """
 
-import ml_collections
-
+from jaxdiff.distill import configs
 from jaxdiff.training import config as base
 
 VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
@@ -27,10 +26,8 @@ VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
 
 def get_config(arg=None):
     arg = base.check_variant(arg, VARIANTS)
-    c = ml_collections.ConfigDict()
-    c.teacher = "mnist"  # a shipped model name or a training workdir
-    c.seed = 0
-    c.distill = dict(
+    c = configs.base(
+        "progressive",
         teacher_steps=64,  # the teacher's DDIM grid that the first round halves
         final_steps=1,  # the last student's steps
         guidance=-1.0,  # w distilled into the students; -1: the teacher's default
@@ -39,21 +36,7 @@ def get_config(arg=None):
         # close to their teacher, the last ones have the most to learn
         steps_per_round=(300, 300, 500, 800, 1200, 1500),
     )
-    c.data = dict(batch_size=64, data_dir="")  # data_dir: "" keeps the teacher's
-    c.optim = dict(lr=1e-4, warmup_steps=0, ema_decays=(0.999,), ema_warmup=True)
-    c.train = dict(
-        num_steps=1_000,  # per round
-        log_every=50,
-        checkpoint_every=250,
-        keep_last=2,
-        keep_every=0,
-        sample_every=1_000,
-        progress=True,
-    )
     if arg == "smoke":
-        c.teacher = ""  # tests pass --config.teacher=WORKDIR
         c.distill.update(teacher_steps=4, final_steps=1, steps_per_round=())
-        c.data.batch_size = 8
-        c.train.update(num_steps=2, log_every=1, checkpoint_every=1, sample_every=0)
-        c.train.progress = False
+        return configs.smoke(c)
     return c

@@ -142,8 +142,13 @@ def evaluate() -> None:
         )
         feature_fn, logits_fn = run_lib.feature_and_logit_fns(FLAGS.features, FLAGS.classifier_dir)
         asked = run_lib.shard_labels(labels_fn, n, shard)
+        # Inception features are kept (the classifier's are cheap and its weights may change)
+        inception = FLAGS.features == "inception"
+        cache = (os.path.join(root, "features"), "inception") if inception else None
         results.update(
-            run_lib.sample_metrics(metrics, samples, reference[:n], feature_fn, logits_fn, asked)
+            run_lib.sample_metrics(
+                metrics, samples, reference[:n], feature_fn, logits_fn, asked, cache
+            )
         )
     if "bpd" in metrics:
         n = FLAGS.num_bpd

@@ -191,3 +191,44 @@ def test_an_unknown_teacher_is_named(tmp_path):
     out = distill_cli(str(tmp_path / "w"), str(tmp_path / "nowhere"), check=False)
     assert out.returncode == 1
     assert "neither a shipped model" in out.stderr and "training workdir" in out.stderr
+
+
+# Consistency distillation and training through the command (the same quickstart teacher).
+def consistency_cli(workdir, teacher, name, *args, env=None, check=True):
+    return train_cli(
+        workdir,
+        *args,
+        env=env,
+        check=check,
+        module="jaxdiff.distill",
+        config=f"configs/{name}.py:smoke",
+        extra=[f"--config.teacher={teacher}"],
+    )
+
+
+@pytest.mark.parametrize("name", ["cd_mnist", "ct_mnist"])
+def test_a_consistency_run_trains_a_model_that_only_consistency_sampling_takes(
+    name, teacher, tmp_path
+):
+    consistency_cli(str(tmp_path), teacher, name)
+    run = restore.load_run(str(tmp_path))
+    assert run.step == 2 and run.config.distill.t_min == pytest.approx(1e-3)
+    settings = components.sampler_settings(run.config)
+    assert settings["method"] == "consistency" and settings["num_steps"] == 1
+    with pytest.raises(ValueError, match="consistency model"):
+        components.sampler_settings(run.config, "ddim", 4)
+    sample = components.make_sampler(run.config, run.net, run.process, num_steps=2)
+    x = sample(run.params, jax.random.key(0), None)
+    assert x.shape == (4, 8, 8, 1) and bool(jnp.all(jnp.isfinite(x)))
+
+
+def test_kill_9_mid_consistency_training_then_rerun_is_bitwise_identical(teacher, tmp_path):
+    args = ["--config.train.num_steps=4", "--config.train.checkpoint_every=2"]
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    consistency_cli(whole, teacher, "ct_mnist", *args)
+    out = consistency_cli(killed, teacher, "ct_mnist", *args, env={loop.KILL_ENV: "3"}, check=False)
+    assert out.returncode == -9
+    consistency_cli(killed, teacher, "ct_mnist", *args)
+    want, got = load_state(whole, 4), load_state(killed, 4)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()

@@ -120,3 +120,21 @@ def test_cli_evaluates_a_shipped_model(tmp_path):
     )
     assert result["method"] == "ddim" and result["num_steps"] == 2 and result["step"] == 7
     assert np.isfinite(result["fid"]) and 0.0 <= result["acc"] <= 1.0
+
+
+def test_features_are_cached_under_the_images_hash(tmp_path):
+    calls = []
+
+    def feature_fn(batch):
+        calls.append(batch.shape[0])
+        return jnp.mean(batch.reshape(batch.shape[0], -1), axis=1, keepdims=True)
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 1), dtype=np.uint8)
+    first = run_lib.cached_features(images, feature_fn, str(tmp_path), "toy", "f")
+    again = run_lib.cached_features(images, feature_fn, str(tmp_path), "toy", "f")
+    np.testing.assert_array_equal(first, again)
+    assert len(calls) == 1 and len(os.listdir(tmp_path)) == 1
+    other = images.copy()
+    other[0, 0, 0, 0] ^= 1
+    run_lib.cached_features(other, feature_fn, str(tmp_path), "toy", "f")
+    assert len(calls) == 2 and len(os.listdir(tmp_path)) == 2

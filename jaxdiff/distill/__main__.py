@@ -1,5 +1,7 @@
 """Distils a trained model: ``python -m jaxdiff.distill --config=configs/distill_mnist.py
---workdir=DIR`` (progressive distillation, one resumable training run per round).
+--workdir=DIR`` (progressive distillation, one resumable training run per round), or
+trains a consistency model from it (``configs/cd_mnist.py``, ``configs/ct_mnist.py``: one
+resumable run in DIR).
 
 Override any field on the command line (``--config.teacher=mnist``,
 ``--config.train.num_steps=2000``); rerunning the same command resumes the unfinished
@@ -28,10 +30,14 @@ flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 def run() -> None:
     _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
-    from jaxdiff.distill import rounds
+    from jaxdiff.distill import consistency_run, rounds
 
-    for record in rounds.distill(FLAGS.config, FLAGS.workdir):
-        print(f"student of {record['steps']} steps: {record['workdir']}", flush=True)
+    method = FLAGS.config.get("method", "progressive")
+    if method == "progressive":
+        for record in rounds.distill(FLAGS.config, FLAGS.workdir):
+            print(f"student of {record['steps']} steps: {record['workdir']}", flush=True)
+    else:
+        consistency_run.train(FLAGS.config, FLAGS.workdir)
     train_cli.exit_now_if_sampling_was_abandoned()
 
 

@@ -27,23 +27,10 @@ import os
 import ml_collections
 
 from jaxdiff.distill import progressive
+from jaxdiff.distill import teacher as teacher_lib
 from jaxdiff.training import components, restore
 
 STUDENTS_FILE = "students.json"
-
-
-def load_teacher(source: str) -> restore.Run:
-    """The teacher: a shipped model's name or a training run's workdir."""
-    from jaxdiff import pretrained
-
-    if source in pretrained.available():
-        return pretrained.load(source).as_run()
-    if os.path.isdir(os.path.join(source, "checkpoints")):
-        return restore.load_run(source)
-    raise ValueError(
-        f"teacher {source!r} is neither a shipped model ({', '.join(pretrained.available())}) "
-        "nor a training workdir (a folder with checkpoints/)."
-    )
 
 
 def round_steps(teacher_steps: int, final_steps: int) -> list[int]:
@@ -64,17 +51,6 @@ def round_steps(teacher_steps: int, final_steps: int) -> list[int]:
     return steps
 
 
-def teacher_guidance(config, teacher: restore.Run) -> float:
-    """The guidance w to distil: ``distill.guidance``, or the teacher's default when < 0."""
-    w = config.distill.guidance
-    w = teacher.config.sample.guidance if w < 0 else w
-    if w and not teacher.config.model.num_classes:
-        raise ValueError(
-            f"distill.guidance={w}: the teacher is unconditional; guidance needs classes."
-        )
-    return float(w)
-
-
 def training_steps(config, num_rounds: int) -> list[int]:
     """Training steps of each round: ``distill.steps_per_round`` or ``train.num_steps``."""
     given = list(config.distill.steps_per_round)
@@ -90,32 +66,18 @@ def training_steps(config, num_rounds: int) -> list[int]:
 
 def round_config(config, teacher: restore.Run, student_steps: int, w: float, num_steps: int):
     """The training config of one round: the teacher's run config plus this round's fields."""
-    c = ml_collections.ConfigDict(teacher.config.to_dict())
-    c.seed = config.seed
-    c.train.update(config.train.to_dict())
-    c.train.num_steps = num_steps
-    c.optim.update(config.optim.to_dict())
-    c.data.batch_size = config.data.batch_size
-    c.data.data_dir = config.data.data_dir or c.data.data_dir
-    c.loss.update(label_dropout=0.0, importance_bins=0)
+    c = teacher_lib.student_config(config, teacher, num_steps)
     c.sample.update(method="ddim", num_steps=student_steps, guidance=0.0)
     c.sample.options = ml_collections.ConfigDict(dict(spacing="trailing"))
     n = components.build_process(c).num_steps
     c.distill = dict(
+        method="progressive",
         teacher=config.teacher,
         student_steps=student_steps,
         guidance=w,
         levels=[int(k) for k in progressive.student_levels(n, student_steps)],
     )
     return c
-
-
-def teacher_fn(teacher: restore.Run, w: float):
-    """The teacher's model function, guided with weight w (w = 0: as it is)."""
-    from jaxdiff import guidance
-
-    fn = teacher.model_fn()
-    return guidance.cfg(fn, w, teacher.config.model.num_classes) if w else fn
 
 
 def check(config, teacher: restore.Run) -> list[int]:
@@ -144,8 +106,8 @@ def distill(config, workdir: str) -> list[dict]:
     """
     from jaxdiff.training import loop
 
-    teacher = load_teacher(config.teacher)
-    w = teacher_guidance(config, teacher)
+    teacher = teacher_lib.load_teacher(config.teacher)
+    w = teacher_lib.teacher_guidance(config, teacher)
     steps = check(config, teacher)
     budgets = training_steps(config, len(steps))
     os.makedirs(workdir, exist_ok=True)
@@ -154,7 +116,7 @@ def distill(config, workdir: str) -> list[dict]:
         c = round_config(config, teacher, student_steps, w, num_steps)
         folder = os.path.join(workdir, f"student_{student_steps:04d}")
         loss = progressive.make_loss(
-            teacher_fn(teacher, guidance_now),
+            teacher_lib.teacher_fn(teacher, guidance_now),
             teacher.process,
             student_steps,
             kind=c.sample.kind,

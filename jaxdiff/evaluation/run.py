@@ -6,6 +6,7 @@ samples for FID) that is interrupted resumes where it stopped; the metrics are w
 JSON beside them and printed as a table.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -97,7 +98,31 @@ def feature_and_logit_fns(features: str, classifier_dir: str | None):
     return fid_lib.inception_feature_fn(), None
 
 
-def sample_metrics(metrics, samples, reference, feature_fn, logits_fn, labels=None) -> dict:
+def cached_features(images, feature_fn, cache_dir, kind: str, desc: str) -> np.ndarray:
+    """``extract_features`` of uint8 ``images``, kept in ``cache_dir`` under their hash.
+
+    The file name holds ``kind`` (which network made the features) and a SHA-256 of the
+    images' bytes and shape, so the test set's features are computed once per data set and
+    a rerun over the same sample shards reads its features back. ``cache_dir`` None: no
+    cache.
+    """
+    if cache_dir is None:
+        return fid_lib.extract_features(images, feature_fn, progress=True, desc=desc)
+    digest = hashlib.sha256(f"{images.shape}|{images.dtype}".encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    path = os.path.join(cache_dir, f"features_{kind}_{digest.hexdigest()[:16]}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    features = fid_lib.extract_features(images, feature_fn, progress=True, desc=desc)
+    os.makedirs(cache_dir, exist_ok=True)
+    np.save(path + ".tmp.npy", features)
+    os.replace(path + ".tmp.npy", path)
+    return features
+
+
+def sample_metrics(
+    metrics, samples, reference, feature_fn, logits_fn, labels=None, cache=None
+) -> dict:
     """FID / KID / IS / accuracy of uint8 ``samples`` against uint8 ``reference`` images.
 
     Args:
@@ -106,18 +131,16 @@ def sample_metrics(metrics, samples, reference, feature_fn, logits_fn, labels=No
       reference: uint8 test images (M, H, W, C).
       feature_fn, logits_fn: from :func:`feature_and_logit_fns`.
       labels: the (N,) classes the samples were asked for ("acc" needs them).
+      cache: (directory, kind) to keep features in (:func:`cached_features`), or None.
 
     Returns:
       {"fid", "kid", "kid_std", "is", "is_std", "acc"}: those of ``metrics``.
     """
     out = {}
     if {"fid", "kid"} & set(metrics):
-        f_fake = fid_lib.extract_features(
-            samples, feature_fn, progress=True, desc="features: samples"
-        )
-        f_real = fid_lib.extract_features(
-            reference, feature_fn, progress=True, desc="features: test images"
-        )
+        where, kind = cache or (None, "")
+        f_fake = cached_features(samples, feature_fn, where, kind, "features: samples")
+        f_real = cached_features(reference, feature_fn, where, kind, "features: test images")
         if "fid" in metrics:
             out["fid"] = fid_lib.fid_from_features(f_real, f_fake)
         if "kid" in metrics:

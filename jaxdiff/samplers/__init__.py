@@ -41,7 +41,17 @@ import numpy as np
 from jaxdiff import parametrization
 from jaxdiff._process import Process
 from jaxdiff._types import Array, PRNGKey
-from jaxdiff.samplers import adaptive, discrete, dpm_solver, edm, grids, langevin, ode, sde
+from jaxdiff.samplers import (
+    adaptive,
+    consistency,
+    discrete,
+    dpm_solver,
+    edm,
+    grids,
+    langevin,
+    ode,
+    sde,
+)
 from jaxdiff.samplers._driver import Stepper, as_key, make_net, normal, run_grid, split
 from jaxdiff.samplers.options import SamplerOptions
 from jaxdiff.schedules import DiscreteSchedule
@@ -75,6 +85,7 @@ METHODS: dict[str, Method] = {
     "ode_adaptive": Method(None, adaptive.AdaptiveOptions),
     "edm_stochastic": Method(edm.EDM_STOCHASTIC, edm.EDMOptions),
     "dpm_solver++": Method(dpm_solver.DPM_SOLVER_PP, dpm_solver.DPMSolverOptions),
+    "consistency": Method(consistency.CONSISTENCY, consistency.ConsistencyOptions),
 }
 
 COND_KEYS = ("label", "context", "context_mask")

@@ -148,12 +148,21 @@ def sampler_settings(config, method=None, num_steps=None, guidance=None) -> dict
 
 
 def check_student_settings(distill, settings: dict) -> None:
-    """Raises ValueError unless ``settings`` walk a distilled student's own grid.
+    """Raises ValueError unless ``settings`` suit a distilled student.
 
-    A student of S steps learned one DDIM step between neighbours of its grid (levels
+    A consistency model samples only with the ``consistency`` method. A progressive-
+    distillation student of S steps learned one DDIM step between neighbours of its grid (levels
     ``distill.levels``) with guidance already distilled in: DDIM, S steps, trailing
     spacing, w = 0 is the only sampler it is valid for.
     """
+    if distill.get("method", "progressive") != "progressive":
+        if (settings["method"], float(settings["guidance"])) != ("consistency", 0.0):
+            raise ValueError(
+                "this model is a consistency model: sample it with method='consistency' "
+                f"and guidance=0; got method={settings['method']!r}, "
+                f"guidance={settings['guidance']}."
+            )
+        return
     steps = distill.student_steps
     wanted = ("ddim", steps, 0.0, "trailing")
     got = (

@@ -56,7 +56,8 @@ def make_train_step(
     Args:
       apply_fn: ``net.apply``.
       loss_fn: ``loss_fn(model_fn, key, x0, *, t=None, t_weights=None, **cond)`` ->
-        ``(mean_loss, metrics)`` (``losses.make_loss``).
+        ``(mean_loss, metrics)`` (``losses.make_loss``); one with ``needs_step = True``
+        also gets ``step=`` (the state's step, e.g. a curriculum).
       tx: the optimiser.
       process: the diffusion process.
       ema_decays: EMA decay rates kept in ``state.ema``.
@@ -72,9 +73,11 @@ def make_train_step(
       ``train_step``; metrics: "loss" (mean over the batch), "grad_norm".
     """
 
-    def micro_loss(params, key, batch, t, w):
+    needs_step = getattr(loss_fn, "needs_step", False)
+
+    def micro_loss(params, key, batch, t, w, step):
         k_loss, k_drop, k_label = jax.random.split(key, 3)
-        cond = {}
+        cond = {"step": step} if needs_step else {}
         if num_classes is not None:
             cond["label"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
         model_fn = make_model_fn(
@@ -98,11 +101,11 @@ def make_train_step(
         if importance is not None:
             t, w = importance[0](state.importance, k_t, batch["image"].shape[0])
         if grad_accum == 1:
-            (loss, metrics), grads = grad_fn(state.params, k_step, batch, t, w)
+            (loss, metrics), grads = grad_fn(state.params, k_step, batch, t, w, state.step)
             per_example, t_used = metrics["loss_per_example"], metrics["t"]
         else:
             loss, grads, per_example, t_used = _accumulate(
-                grad_fn, state.params, k_step, batch, t, w, grad_accum
+                grad_fn, state.params, k_step, batch, t, w, grad_accum, state.step
             )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -118,7 +121,7 @@ def make_train_step(
     return train_step
 
 
-def _accumulate(grad_fn, params, key, batch, t, w, k):
+def _accumulate(grad_fn, params, key, batch, t, w, k, step):
     """Mean loss and gradient over k equal micro-batches (a ``lax.scan``)."""
     b = batch["image"].shape[0]
     if b % k:
@@ -138,6 +141,7 @@ def _accumulate(grad_fn, params, key, batch, t, w, k):
             mb,
             None if ts is None else ts[i],
             None if ws is None else ws[i],
+            step,
         )
         acc = jax.tree.map(jnp.add, carry, (loss, grads))
         return acc, (metrics["loss_per_example"], metrics["t"])
