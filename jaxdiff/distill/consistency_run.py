@@ -19,6 +19,7 @@ import ml_collections
 
 from jaxdiff.distill import consistency_losses as losses
 from jaxdiff.distill import teacher as teacher_lib
+from jaxdiff.samplers import consistency as consistency_sampler
 
 METHODS = ("consistency_distillation", "consistency_training")
 
@@ -27,7 +28,7 @@ def run_config(config, teacher, w: float):
     """The student's training config: the teacher's plus the consistency fields."""
     c = teacher_lib.student_config(config, teacher, config.train.num_steps)
     d = config.distill
-    t_min = d.t_min or 1.0 / teacher.process.num_steps
+    t_min = d.t_min or consistency_sampler.default_t_min(teacher.process)
     c.sample.update(method="consistency", num_steps=d.sample_steps, guidance=0.0)
     c.sample.options = ml_collections.ConfigDict(dict(sigma_data=d.sigma_data, t_min=t_min))
     c.distill = dict(d.to_dict(), method=config.method, teacher=config.teacher, guidance=w)

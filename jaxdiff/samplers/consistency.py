@@ -26,8 +26,8 @@ class ConsistencyOptions(SamplerOptions):
 
     Attributes:
       sigma_data: the data's standard deviation in the boundary coefficients (traced).
-      t_min: where f is the identity (static); None: the first level 1 / N of a
-        DiscreteSchedule (continuous processes must give it).
+      t_min: where f is the identity (static); None: :func:`default_t_min` (the first
+        level 1 / N of a DiscreteSchedule, 1e-3 otherwise).
     """
 
     grid: str | None = host("edm")
@@ -60,13 +60,19 @@ def _sigma_hat(process, t):
     return sigma / scale
 
 
-def t_min_of(process, opts) -> float:
-    """``opts.t_min``, or 1 / N for a DiscreteSchedule."""
-    if opts.t_min is not None:
-        return opts.t_min
+CONTINUOUS_T_MIN = 1e-3  # score_sde's t_eps of VP models
+
+
+def default_t_min(process) -> float:
+    """1 / N for a DiscreteSchedule (its first level), else :data:`CONTINUOUS_T_MIN`."""
     if isinstance(process, DiscreteSchedule):
         return 1.0 / process.num_steps
-    raise ValueError("method 'consistency' on a continuous process needs t_min=.")
+    return CONTINUOUS_T_MIN
+
+
+def t_min_of(process, opts) -> float:
+    """``opts.t_min``, or :func:`default_t_min`."""
+    return default_t_min(process) if opts.t_min is None else opts.t_min
 
 
 def consistency_step(net, process, x, aux, sd, key, opts):
