@@ -2,10 +2,10 @@
 
 from setuptools import find_packages, setup
 
-# ONNX export and the ONNX Runtime sampler. jax2onnx itself goes in with --no-deps (its
+# ONNX export, the ONNX Runtime sampler and qwix INT8. jax2onnx itself goes in with --no-deps (its
 # releases pin orbax-checkpoint < 0.11.37 and would downgrade ours; it never imports orbax):
 #   pip install --no-deps "jax2onnx>=0.17"
-EXPORT = ["onnx>=1.17", "onnx-ir>=0.1.10", "onnxruntime>=1.20", "ml_dtypes>=0.5"]
+EXPORT = ["onnx>=1.17", "onnx-ir>=0.1.10", "onnxruntime>=1.20", "ml_dtypes>=0.5", "qwix>=0.1.8"]
 TEST = [
     "pytest>=8",
     "pytest-xdist>=3",

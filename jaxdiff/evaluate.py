@@ -57,6 +57,14 @@ flags.DEFINE_string(
     "classifier_dir", None, "A trained jaxdiff.evaluation.classifier run.", flag_values=FLAGS
 )
 flags.DEFINE_integer("shard_size", 500, "Samples per resumable shard.", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "quantize",
+    "none",
+    ["none", "int8"],
+    "int8: sample with the network in int8 (qwix W8A8, jaxdiff.export.qwix_int8; needs the "
+    "export extra).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
 _cli.define_verbose(FLAGS)
 
@@ -80,6 +88,13 @@ def preflight(metrics: list[str]) -> None:
     if FLAGS.features == "inception" and {"fid", "kid"} & set(metrics):
         if not os.path.isfile(convert.default_path()):
             convert.load_params()  # raises with the message that says how to convert
+    if FLAGS.quantize == "int8":
+        import importlib.util
+
+        if importlib.util.find_spec("qwix") is None:
+            raise ValueError(
+                "--quantize=int8 needs qwix: pip install 'jaxdiff[export]' (or pip install qwix)."
+            )
     if FLAGS.pretrained:
         _cli.check_pretrained(FLAGS.pretrained)
         return
@@ -120,6 +135,10 @@ def evaluate() -> None:
         raise _cli.UsageError(f"--metrics: {e}") from None
     preflight(metrics)
     run, params_tag, root = load_target()
+    if FLAGS.quantize == "int8":
+        from jaxdiff.export import qwix_int8
+
+        run, params_tag = qwix_int8.quantize_run(run, "w8a8"), params_tag + "_int8"
     check_sampling_flags(
         run.config, FLAGS.num_samples, FLAGS.num_steps, FLAGS.guidance, None, FLAGS.method
     )

@@ -168,5 +168,5 @@ def make_ct_loss(
         per_example = cm.pair_loss(f, f, x_hi, t_hi, x_lo, t_lo, weight, distance, **cond)
         return _metrics(per_example, t_hi, t_weights)
 
-    loss_fn.needs_step = True
+    loss_fn.needs_step = True  # type: ignore[attr-defined]
     return loss_fn
