@@ -27,8 +27,8 @@ def test_w8a8_network_stays_close_to_fp32_and_samples():
     example["x"] = jax.random.normal(jax.random.key(0), example["x"].shape)
     example["noise_level"] = jnp.array([10.0, 200.0, 500.0, 900.0])
     x, level = example.pop("x"), example.pop("noise_level")
-    want = run.net.apply({"params": run.params}, x, level, **example)
-    got = quantized.net.apply({"params": quantized.params}, x, level, **example)
+    want = jax.jit(run.net.apply)({"params": run.params}, x, level, **example)
+    got = jax.jit(quantized.net.apply)({"params": quantized.params}, x, level, **example)
     error = float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
     assert 0 < error < 0.1, error
     leaves = jax.tree.leaves(quantized.params)
