@@ -73,11 +73,9 @@ def make_train_step(
       ``train_step``; metrics: "loss" (mean over the batch), "grad_norm".
     """
 
-    needs_step = getattr(loss_fn, "needs_step", False)
-
     def micro_loss(params, key, batch, t, w, step):
         k_loss, k_drop, k_label = jax.random.split(key, 3)
-        cond = {"step": step} if needs_step else {}
+        cond = {"step": step} if getattr(loss_fn, "needs_step", False) else {}
         if num_classes is not None:
             cond["label"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
         model_fn = make_model_fn(
