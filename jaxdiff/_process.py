@@ -56,6 +56,20 @@ def expand_like(a: Array, x: Array) -> Array:
     return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
 
 
+def edm_frame(process, t) -> tuple[Array, Array]:
+    """(sigma~(t), scale(t)) with sigma~ = sigma / scale: the marginal in EDM's frame.
+
+    Args:
+      process: a :class:`Process`.
+      t: times, any shape.
+
+    Returns:
+      ``(sigma_hat, scale)``, each shaped like ``t``.
+    """
+    scale, sigma = process.marginal(t)
+    return sigma / scale, scale
+
+
 class Process:
     """Base class: subclasses define ``scale(t)``, ``sigma(t)`` and ``prior_std``.
 

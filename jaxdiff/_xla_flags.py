@@ -8,11 +8,16 @@ everything else), ``benchmarks/xla_flags.py`` measured the MNIST U-Net's trainin
 1.31x and its forward (one sampler step) 1.44x faster on an idle 2-core AMD EPYC
 (``benchmarks/results/xla_flags_cpu.json``).
 
-The flag is added only when all of these hold: ``JAXDIFF_XLA_CPU_DEFAULTS`` is not ``0``,
-``XLA_FLAGS`` does not already set it, and the installed jaxlib is one where it was measured
-(an unknown flag would abort XLA at start-up). XLA reads ``XLA_FLAGS`` once, when its first
-backend starts, so call :func:`apply_cpu_defaults` before any JAX computation. The flag only
-concerns the CPU backend; on GPUs and TPUs it changes nothing.
+Int8 convolutions (qwix W8A8, ``jaxdiff.evaluate --quantize=int8``) are the exception: the
+Eigen path has no fast int8 kernel, and a W8A8 sampler call ran ~21x slower with the flag
+than without; such runs pass ``int8=True`` and keep YNNPACK's convolutions.
+
+The flag is added only when all of these hold: ``int8`` is False,
+``JAXDIFF_XLA_CPU_DEFAULTS`` is not ``0``, ``XLA_FLAGS`` does not already set it, and the
+installed jaxlib is one where it was measured (an unknown flag would abort XLA at
+start-up). XLA reads ``XLA_FLAGS`` once, when its first backend starts, so call
+:func:`apply_cpu_defaults` before any JAX computation. The flag only concerns the CPU
+backend; on GPUs and TPUs it changes nothing.
 """
 
 import os
@@ -32,17 +37,18 @@ def _jaxlib_version() -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-def apply_cpu_defaults(environ=os.environ) -> bool:
+def apply_cpu_defaults(environ=os.environ, *, int8: bool = False) -> bool:
     """Adds :data:`CPU_DEFAULTS` to ``XLA_FLAGS`` when it is safe and wanted.
 
     Args:
       environ: the environment to edit (``os.environ``; a dict in tests).
+      int8: the process will run int8 convolutions: leave them to YNNPACK (no flag).
 
     Returns:
       Whether the flag was added.
     """
     flags = environ.get("XLA_FLAGS", "")
-    if environ.get(OPT_OUT, "1") == "0" or YNN_FLAG in flags:
+    if int8 or environ.get(OPT_OUT, "1") == "0" or YNN_FLAG in flags:
         return False
     if _jaxlib_version() not in MEASURED_JAXLIB:
         return False

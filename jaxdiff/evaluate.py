@@ -5,7 +5,7 @@ Samples with the chosen sampler (EMA parameters by default; a shipped model's ow
 and default sampler with --pretrained) in resumable shards under
 ``DIR/eval/<method>_<steps>_w<guidance>_<params>/`` (``--out_dir/<tag>/`` for a shipped
 model), computes the metrics against the test split, prints a table and writes
-``metrics_step<N>.json`` beside the shards.
+``metrics_step<N>_n<num_samples>.json`` beside the shards.
 
   fid, kid  Frechet / kernel distance on Inception pool features (the converted FID
             Inception, see ``jaxdiff.evaluation.convert``) or, with --features=classifier,
@@ -173,11 +173,13 @@ def evaluate() -> None:
         n = FLAGS.num_bpd
         results.update(run_lib.bits_per_dim(run, reference[:n], labels[:n], FLAGS.seed))
     os.makedirs(out_dir, exist_ok=True)
-    print(run_lib.write_report(results, os.path.join(out_dir, f"metrics_step{run.step}.json")))
+    name = f"metrics_step{run.step}_n{FLAGS.num_samples}.json"  # a smaller run keeps a larger's
+    print(run_lib.write_report(results, os.path.join(out_dir, name)))
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    # before JAX starts its backends; int8 convolutions are slow under the conv flag
+    _xla_flags.apply_cpu_defaults(int8=FLAGS.quantize == "int8")
     evaluate()
 
 

@@ -116,7 +116,7 @@ def test_cli_evaluates_a_shipped_model(tmp_path):
         )
     # The shipped default sampler (the smoke config's: ddim, 2 steps, w=1) and weights.
     result = json.load(
-        open(os.path.join(out_dir, "tiny", "ddim_2_w1_shipped", "metrics_step7.json"))
+        open(os.path.join(out_dir, "tiny", "ddim_2_w1_shipped", "metrics_step7_n20.json"))
     )
     assert result["method"] == "ddim" and result["num_steps"] == 2 and result["step"] == 7
     assert np.isfinite(result["fid"]) and 0.0 <= result["acc"] <= 1.0

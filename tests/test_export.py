@@ -147,6 +147,38 @@ def test_bad_sampler_arguments_are_refused(unet_file):
         model.sample(x_init=np.zeros((2, 8, 8, 1)), num_steps=2)
 
 
+def test_a_students_metadata_records_its_grid():
+    config = smoke_run("mnist_release.py").config
+    assert onnx_export.student_record(config) is None
+    config.distill = dict(method="progressive", student_steps=2, guidance=0.25, levels=[64, 32, 0])
+    config.distill.teacher = "mnist"  # not needed by the sampler: left out
+    assert onnx_export.student_record(config) == {
+        "method": "progressive",
+        "student_steps": 2,
+        "guidance": 0.25,
+        "levels": [64, 32, 0],
+    }
+
+
+@needs_onnx
+def test_the_onnx_sampler_refuses_settings_a_student_is_not_valid_for(unet_file):
+    model = ort_sampler.OnnxDenoiser(unet_file[1])
+    levels = [int(k) for k in model.levels("ddim", 2)]
+    model.meta["distill"] = dict(
+        method="progressive", student_steps=2, guidance=0.25, levels=levels
+    )
+    for bad in [dict(method="dpm_solver++"), dict(num_steps=4), dict(guidance=1.0)]:
+        with pytest.raises(ValueError, match="valid only on its own grid"):
+            model.sample(2, label=1, **{"method": "ddim", "num_steps": 2, "guidance": 0.0, **bad})
+    with pytest.raises(ValueError, match="valid only on its own grid"):
+        model.sample(2, label=1, method="ddim", num_steps=2, guidance=0.0, spacing="leading")
+    x = model.sample(2, label=1, method="ddim", num_steps=2, guidance=0.0)
+    assert x.shape == (2, 28, 28, 1) and np.all(np.isfinite(x))
+    model.meta["distill"] = dict(method="consistency_training")
+    with pytest.raises(ValueError, match="consistency model"):
+        model.sample(2, label=1, method="ddim", num_steps=2, guidance=0.0)
+
+
 @needs_onnx
 @pytest.mark.parametrize("name", pretrained.available())
 def test_each_shipped_model_exports_exactly(name, tmp_path):

@@ -32,6 +32,8 @@ def test_respects_the_users_own_setting_and_the_opt_out(measured_jaxlib):
     assert not _xla_flags.apply_cpu_defaults(own) and own["XLA_FLAGS"] == f"{_xla_flags.YNN_FLAG}="
     opted_out = {_xla_flags.OPT_OUT: "0"}
     assert not _xla_flags.apply_cpu_defaults(opted_out) and "XLA_FLAGS" not in opted_out
+    int8 = {}  # int8 convolutions stay with YNNPACK
+    assert not _xla_flags.apply_cpu_defaults(int8, int8=True) and "XLA_FLAGS" not in int8
 
 
 def test_leaves_unmeasured_jaxlib_alone(monkeypatch):

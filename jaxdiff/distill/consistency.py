@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import parametrization
-from jaxdiff._process import expand_like
+from jaxdiff._process import edm_frame, expand_like
 from jaxdiff._types import Array, ModelFn
 from jaxdiff.samplers.consistency import boundary_coefficients, combine
 
@@ -53,8 +53,7 @@ ICT_HUBER = 0.00054  # c = 0.00054 sqrt(dim), Song & Dhariwal (2023)
 
 def sigma_hat(process, t: Array) -> Array:
     """sigma~(t) = sigma(t) / scale(t), shaped like t."""
-    scale, sigma = process.marginal(jnp.asarray(t, jnp.float32))
-    return sigma / scale
+    return edm_frame(process, jnp.asarray(t, jnp.float32))[0]
 
 
 def consistency_fn(model_fn: ModelFn, kind: str, process, t_min: float, sigma_data=0.5):
@@ -72,10 +71,10 @@ def consistency_fn(model_fn: ModelFn, kind: str, process, t_min: float, sigma_da
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_tilde.shape[:1])
         # computed like sigma~(t) (same shape, same ops): at t = t_min, c_out is exactly 0
         sigma_min = sigma_hat(process, jnp.full_like(t, t_min))
-        scale = process.marginal(t)[0]
+        sigma, scale = edm_frame(process, t)
         z = expand_like(scale, x_tilde) * x_tilde
         x0_hat = parametrization.convert(model_fn(z, t, **cond), kind, "x0", z, t, process)
-        return combine(x_tilde, x0_hat, sigma_hat(process, t), sigma_min, sigma_data)
+        return combine(x_tilde, x0_hat, sigma, sigma_min, sigma_data)
 
     return f
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff import denoiser
+from jaxdiff import _settings, denoiser
 from jaxdiff.export import graph
 from jaxdiff.schedules import DiscreteSchedule
 from jaxdiff.training import components
@@ -94,9 +94,17 @@ def sampler_metadata(config, process, sampler: dict | None = None, source=None) 
         "learned_variance": bool(config.model.learn_sigma),
         "clip_output": config.data.source != "latents",
         "sampler": sampler or components.sampler_settings(config),
+        "distill": student_record(config),
         "source": source or {},
         **schedule_tables(process),
     }
+
+
+def student_record(config) -> dict | None:
+    """The fields of a distilled student's ``config.distill`` the ONNX sampler checks."""
+    if "distill" not in config:
+        return None
+    return {k: config.distill.get(k) for k in _settings.STUDENT_KEYS}
 
 
 def input_specs(config) -> list:

@@ -118,7 +118,7 @@ class OnnxDenoiser:
 
         Raises:
           ValueError: an unknown method, a label out of range, a shape mismatch, a model
-            without a discrete schedule.
+            without a discrete schedule, settings a distilled student is not valid for.
         """
         settings = self._settings(method, num_steps, guidance, spacing)
         x = self._initial(num, x_init, seed)
@@ -142,6 +142,9 @@ class OnnxDenoiser:
                 "discrete schedule (process.kind='schedule')."
             )
         settings = _settings.resolve_sampler(self.meta["sampler"], method, num_steps, guidance)
+        if spacing:
+            settings["options"]["spacing"] = spacing
+        _settings.check_student(self.meta.get("distill"), settings)
         if settings["method"] not in METHODS:
             raise ValueError(
                 f"Unknown method {settings['method']!r}; the ONNX sampler has {list(METHODS)}."

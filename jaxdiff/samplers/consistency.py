@@ -13,7 +13,7 @@ sigma_min).
 import flax.struct
 import jax.numpy as jnp
 
-from jaxdiff._process import expand_like
+from jaxdiff._process import edm_frame, expand_like
 from jaxdiff._types import Array
 from jaxdiff.samplers._driver import Stepper, normal
 from jaxdiff.samplers.options import POSITIVE, SamplerOptions, host, static, traced
@@ -55,11 +55,6 @@ def combine(x_tilde: Array, x0_hat: Array, sigma: Array, sigma_min, sigma_data: 
     return c_skip * x_tilde + c_out * (x0_hat - edm_skip * x_tilde) / edm_out
 
 
-def _sigma_hat(process, t):
-    scale, sigma = process.marginal(t)
-    return sigma / scale
-
-
 CONTINUOUS_T_MIN = 1e-3  # score_sde's t_eps of VP models
 
 
@@ -81,13 +76,13 @@ def consistency_step(net, process, x, aux, sd, key, opts):
     Shapes: x (B, ...) at time sd.t in, (x at sd.s, or the data estimate at the last step,
     aux, calls) out; the arguments are those of ``Stepper.step``.
     """
-    scale_t = process.marginal(sd.t)[0]
+    sigma_t, scale_t = edm_frame(process, sd.t)
+    sigma_s, scale_s = edm_frame(process, sd.s)
+    sigma_min = edm_frame(process, jnp.float32(t_min_of(process, opts)))[0]
     x_tilde = x / scale_t
-    sigma_min = _sigma_hat(process, jnp.float32(t_min_of(process, opts)))
-    t = jnp.broadcast_to(sd.t, x.shape[:1])
-    x0 = combine(x_tilde, net(x, sd.t).x0, _sigma_hat(process, t), sigma_min, opts.sigma_data)
-    scale_s = process.marginal(sd.s)[0]
-    std = jnp.sqrt(jnp.maximum(jnp.square(_sigma_hat(process, sd.s)) - sigma_min**2, 0.0))
+    sigma_t = jnp.broadcast_to(sigma_t, x.shape[:1])
+    x0 = combine(x_tilde, net(x, sd.t).x0, sigma_t, sigma_min, opts.sigma_data)
+    std = jnp.sqrt(jnp.maximum(jnp.square(sigma_s) - sigma_min**2, 0.0))
     noised = scale_s * (x0 + std * normal(key, x.shape, x.dtype))
     return jnp.where(sd.is_last, x0, noised), aux, 1
 

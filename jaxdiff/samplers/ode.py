@@ -22,6 +22,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from jaxdiff._process import edm_frame
 from jaxdiff.samplers._driver import Stepper
 from jaxdiff.samplers.options import SamplerOptions, host
 
@@ -33,11 +34,6 @@ class ODEOptions(SamplerOptions):
     grid: str | None = host("edm")
 
 
-def _sigma_hat(process, t):
-    scale, sigma = process.marginal(t)
-    return sigma / scale, scale
-
-
 def euler_step(net, process, x, aux, sd, key, opts):
     """One Euler step of dy/d sigma-hat = eps from sd.t to sd.s; 1 network call.
 
@@ -45,8 +41,8 @@ def euler_step(net, process, x, aux, sd, key, opts):
     the arguments are those of :class:`~jaxdiff.samplers._driver.Stepper`'s ``step``.
     """
     del key, opts
-    s_t, a_t = _sigma_hat(process, sd.t)
-    s_s, a_s = _sigma_hat(process, sd.s)
+    s_t, a_t = edm_frame(process, sd.t)
+    s_s, a_s = edm_frame(process, sd.s)
     d = net(x, sd.t).eps
     y = x / a_t + (s_s - s_t) * d
     return a_s * y, aux, 1
@@ -58,8 +54,8 @@ def heun_update(net, process, x, t, s, d):
     Returns:
       x at time s, shape (B, ...), after one more network call (at the Euler predictor).
     """
-    s_t, a_t = _sigma_hat(process, t)
-    s_s, a_s = _sigma_hat(process, s)
+    s_t, a_t = edm_frame(process, t)
+    s_s, a_s = edm_frame(process, s)
     y_euler = x / a_t + (s_s - s_t) * d
     d_next = net(a_s * y_euler, s).eps
     y = x / a_t + (s_s - s_t) * 0.5 * (d + d_next)
@@ -79,8 +75,8 @@ def heun_or_euler(net, process, x, t, s, d):
     Returns:
       ``(x_s, calls)``: x at time s (B, ...) and the network calls made (0 or 1, int32).
     """
-    s_t, a_t = _sigma_hat(process, t)
-    s_s, a_s = _sigma_hat(process, s)
+    s_t, a_t = edm_frame(process, t)
+    s_s, a_s = edm_frame(process, s)
     to_zero = s_s <= 0.0
 
     def euler(x):

@@ -143,42 +143,8 @@ def sampler_settings(config, method=None, num_steps=None, guidance=None) -> dict
     """
     settings = _settings.resolve_sampler(config.sample.to_dict(), method, num_steps, guidance)
     if "distill" in config:
-        check_student_settings(config.distill, settings)
+        _settings.check_student(config.distill, settings)
     return settings
-
-
-def check_student_settings(distill, settings: dict) -> None:
-    """Raises ValueError unless ``settings`` suit a distilled student.
-
-    A consistency model samples only with the ``consistency`` method. A progressive-
-    distillation student of S steps learned one DDIM step between neighbours of its grid (levels
-    ``distill.levels``) with guidance already distilled in: DDIM, S steps, trailing
-    spacing, w = 0 is the only sampler it is valid for.
-    """
-    if distill.get("method", "progressive") != "progressive":
-        if (settings["method"], float(settings["guidance"])) != ("consistency", 0.0):
-            raise ValueError(
-                "this model is a consistency model: sample it with method='consistency' "
-                f"and guidance=0; got method={settings['method']!r}, "
-                f"guidance={settings['guidance']}."
-            )
-        return
-    steps = distill.student_steps
-    wanted = ("ddim", steps, 0.0, "trailing")
-    got = (
-        settings["method"],
-        settings["num_steps"],
-        float(settings["guidance"]),
-        settings["options"].get("spacing", "trailing"),
-    )
-    if got != wanted:
-        raise ValueError(
-            f"this model is a distilled student of {steps} steps, valid only on its own grid "
-            f"(levels {list(distill.levels)}): sample it with method='ddim', "
-            f"num_steps={steps}, guidance=0 (w={distill.guidance} is built in) and trailing "
-            f"spacing; got method={got[0]!r}, num_steps={got[1]}, guidance={got[2]}, "
-            f"spacing={got[3]!r}."
-        )
 
 
 def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):

@@ -73,23 +73,8 @@ def make_train_step(
       ``train_step``; metrics: "loss" (mean over the batch), "grad_norm".
     """
 
-    def micro_loss(params, key, batch, t, w, step):
-        k_loss, k_drop, k_label = jax.random.split(key, 3)
-        cond = {"step": step} if getattr(loss_fn, "needs_step", False) else {}
-        if num_classes is not None:
-            cond["label"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
-        model_fn = make_model_fn(
-            apply_fn,
-            params,
-            process,
-            noise_level,
-            split_output=split_output,
-            train=True,
-            dropout_key=k_drop,
-        )
-        loss, metrics = loss_fn(model_fn, k_loss, batch["image"], t=t, t_weights=w, **cond)
-        return loss, metrics
-
+    model_args = (apply_fn, process, noise_level, split_output)
+    micro_loss = _micro_loss(loss_fn, model_args, num_classes, label_dropout)
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
     def train_step(state: state_lib.TrainState, batch: dict):
@@ -98,13 +83,9 @@ def make_train_step(
         t = w = None
         if importance is not None:
             t, w = importance[0](state.importance, k_t, batch["image"].shape[0])
-        if grad_accum == 1:
-            (loss, metrics), grads = grad_fn(state.params, k_step, batch, t, w, state.step)
-            per_example, t_used = metrics["loss_per_example"], metrics["t"]
-        else:
-            loss, grads, per_example, t_used = _accumulate(
-                grad_fn, state.params, k_step, batch, t, w, grad_accum, state.step
-            )
+        loss, grads, per_example, t_used = _accumulate(
+            grad_fn, state.params, k_step, batch, t, w, grad_accum, state.step
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = optim.ema_update(state.ema, params, ema_decays, state.step, ema_warmup)
@@ -119,8 +100,39 @@ def make_train_step(
     return train_step
 
 
+def _micro_loss(loss_fn, model_args, num_classes, label_dropout) -> Callable:
+    """``(params, key, batch, t, w, step) -> (loss, metrics)`` of one (micro-)batch.
+
+    ``model_args`` is ``(apply_fn, process, noise_level, split_output)`` of
+    :func:`make_model_fn`; labels are dropped to the null label with ``label_dropout``.
+    """
+    apply_fn, process, noise_level, split_output = model_args
+
+    def micro_loss(params, key, batch, t, w, step):
+        k_loss, k_drop, k_label = jax.random.split(key, 3)
+        cond = {"step": step} if getattr(loss_fn, "needs_step", False) else {}
+        if num_classes is not None:
+            cond["label"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
+        model_fn = make_model_fn(
+            apply_fn,
+            params,
+            process,
+            noise_level,
+            split_output=split_output,
+            train=True,
+            dropout_key=k_drop,
+        )
+        return loss_fn(model_fn, k_loss, batch["image"], t=t, t_weights=w, **cond)
+
+    return micro_loss
+
+
 def _accumulate(grad_fn, params, key, batch, t, w, k, step):
-    """Mean loss and gradient over k equal micro-batches (a ``lax.scan``)."""
+    """Mean loss, gradient, per-example losses (B,) and times (B,) over k equal
+    micro-batches (a ``lax.scan``; k = 1: one call of ``grad_fn``)."""
+    if k == 1:
+        (loss, metrics), grads = grad_fn(params, key, batch, t, w, step)
+        return loss, grads, metrics["loss_per_example"], metrics["t"]
     b = batch["image"].shape[0]
     if b % k:
         raise ValueError(f"batch size {b} is not divisible by grad_accum={k}.")
