@@ -6,6 +6,13 @@ from setuptools import find_packages, setup
 # releases pin orbax-checkpoint < 0.11.37 and would downgrade ours; it never imports orbax):
 #   pip install --no-deps "jax2onnx>=0.17"
 EXPORT = ["onnx>=1.17", "onnx-ir>=0.1.10", "onnxruntime>=1.20", "ml_dtypes>=0.5", "qwix>=0.1.8"]
+# The inference server (jaxdiff.serve) and its safety hooks (jaxdiff.safety).
+SERVE = [
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "prometheus-client>=0.20",
+    "PyWavelets>=1.6",
+]
 TEST = [
     "pytest>=8",
     "pytest-xdist>=3",
@@ -17,7 +24,9 @@ TEST = [
     "nbmake>=1.5",
     "ipykernel>=6",
     "matplotlib>=3.7",
+    "httpx>=0.27",  # fastapi's TestClient
     *EXPORT,
+    *SERVE,
 ]
 EVAL = ["scipy>=1.11"]
 NOTEBOOKS = ["matplotlib>=3.7", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"]
@@ -49,12 +58,13 @@ setup(
         "tensorboardX>=2.6",
         "safetensors>=0.4",  # shipped weights (jaxdiff/weights), read without jax
     ],
-    package_data={"jaxdiff": ["weights/*.safetensors", "weights/*.json"]},
+    package_data={"jaxdiff": ["weights/*.safetensors", "weights/*.json", "serve/page.html"]},
     extras_require={
         "test": TEST,
         "eval": EVAL,
         "dev": DEV,
         "notebooks": NOTEBOOKS,
         "export": EXPORT,
+        "serve": SERVE,
     },
 )

@@ -50,18 +50,37 @@ def generate_samples(sample_fn, params, out_dir, num_samples, labels_fn, shard_s
     Returns:
       uint8 images (num_samples, H, W, C).
     """
+    shard_ids = range(math.ceil(num_samples / shard_size))
+    draw_shards(sample_fn, params, out_dir, shard_ids, labels_fn, shard_size, seed)
+    return load_shards(out_dir, num_samples, shard_size)
+
+
+def draw_shards(sample_fn, params, out_dir, shard_ids, labels_fn, shard_size=500, seed=0):
+    """Draws the shards ``shard_ids`` (those not on disk) of :func:`generate_samples`.
+
+    Shard i is ``out_dir/shard_{i:05d}.npz`` (uint8 "images" (shard_size, H, W, C)),
+    written atomically; any subset, in any process, draws the same shards as a full run.
+    """
     os.makedirs(out_dir, exist_ok=True)
-    shards = []
-    for i in tqdm.trange(
-        math.ceil(num_samples / shard_size), desc=f"sampling {num_samples} images", unit="shard"
-    ):
-        path = os.path.join(out_dir, f"shard_{i:05d}.npz")
+    shard_ids = list(shard_ids)
+    for i in tqdm.tqdm(shard_ids, desc=f"sampling {len(shard_ids)} shards", unit="shard"):
+        path = shard_path(out_dir, i)
         if not os.path.exists(path):
             labels = None if labels_fn is None else labels_fn(shard_size)
             key = jax.random.fold_in(jax.random.key(seed), i)
             images = to_uint8(sample_fn(params, key, labels))
             _write_atomic(path, images=images)
-        with np.load(path) as data:
+
+
+def shard_path(out_dir: str, i: int) -> str:
+    return os.path.join(out_dir, f"shard_{i:05d}.npz")
+
+
+def load_shards(out_dir: str, num_samples: int, shard_size: int) -> np.ndarray:
+    """uint8 images (num_samples, H, W, C) from the shards of :func:`draw_shards`."""
+    shards = []
+    for i in range(math.ceil(num_samples / shard_size)):
+        with np.load(shard_path(out_dir, i)) as data:
             shards.append(data["images"])
     return np.concatenate(shards)[:num_samples]
 
