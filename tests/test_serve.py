@@ -103,6 +103,28 @@ def test_a_requests_rows_in_a_batch_equal_the_lone_request():
         engine.padded_size(5)
 
 
+SHARDED_ENGINE = """
+import jax, numpy as np
+from jaxdiff.serve.engine import Engine
+from tests.test_pretrained import _smoke_run
+engine = Engine(_smoke_run(), batch_sizes=(1, 3))
+assert len(jax.local_devices()) == 2 and engine.batch_sizes == [2, 4], engine.batch_sizes
+pair = engine.generate("ddim", 2, [5, 9, 11], [3, 1, 7], [0.25, 2.0, 0.0])
+lone = engine.generate("ddim", 2, [9], [1], [2.0])
+assert np.abs(pair[1].astype(int) - lone[0].astype(int)).max() <= 1
+print("ok", pair.shape)
+"""
+
+
+def test_the_engine_shards_the_batch_over_local_devices():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED_ENGINE], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0 and "ok (3, 28, 28, 1)" in out.stdout, out.stderr[-2000:]
+
+
 # ---------------------------------------------------------------------------- the batcher
 
 
