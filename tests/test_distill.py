@@ -187,6 +187,24 @@ def test_kill_9_mid_round_then_rerun_gives_the_same_student(uninterrupted, teach
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
+def test_a_sigterm_mid_round_starts_no_later_round(teacher, tmp_path, monkeypatch):
+    """A preempted round returns early from loop.train; the next round must not start
+    from that unfinished student (it did once: SIGTERM in round 4 went on to round 5)."""
+    import types
+
+    calls = []
+
+    def preempted_train(config, workdir, **kwargs):
+        calls.append(workdir)
+        return types.SimpleNamespace(step=jnp.asarray(1))  # SIGTERM after step 1
+
+    monkeypatch.setattr(loop, "train", preempted_train)
+    config = rounds_config()
+    config.teacher, config.train.num_steps = teacher, 4
+    assert rounds.distill(config, str(tmp_path)) == [] and len(calls) == 1
+    assert not (tmp_path / rounds.STUDENTS_FILE).exists()
+
+
 def test_an_unknown_teacher_is_named(tmp_path):
     out = distill_cli(str(tmp_path / "w"), str(tmp_path / "nowhere"), check=False)
     assert out.returncode == 1

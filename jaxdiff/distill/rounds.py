@@ -3,7 +3,8 @@
 ``distill(config, workdir)`` runs every round as a training run of
 :mod:`jaxdiff.training.loop` in ``workdir/student_SSSS`` (S the student's steps), so each
 round checkpoints, resumes bitwise after a kill, draws grids and stops on SIGTERM like
-training does. A finished round is skipped on a rerun; the next round's teacher is the
+training does (a SIGTERM ends the whole run: no later round starts from an unfinished
+student). A finished round is skipped on a rerun; the next round's teacher is the
 round's student (``config.distill.teacher_params``). ``workdir/students.json`` lists the
 finished students with their time grids.
 
@@ -102,7 +103,8 @@ def distill(config, workdir: str) -> list[dict]:
       workdir: the rounds go to ``workdir/student_SSSS``.
 
     Returns:
-      [{"steps", "levels", "workdir", "guidance"}] of the finished students, in order.
+      [{"steps", "levels", "workdir", "guidance"}] of the finished students, in order
+      (fewer than the rounds when a SIGTERM stopped a round).
     """
     from jaxdiff.training import loop
 
@@ -123,7 +125,10 @@ def distill(config, workdir: str) -> list[dict]:
             teacher_kind=teacher.config.sample.kind,
         )
         loop.say(f"round: {2 * student_steps} -> {student_steps} steps ({folder})")
-        loop.train(c, folder, loss_fn=loss, init_params=teacher.params)
+        state = loop.train(c, folder, loss_fn=loss, init_params=teacher.params)
+        if int(state.step) < num_steps:  # stopped by SIGTERM: this student is unfinished
+            loop.say(f"stopped at step {int(state.step)} of {num_steps}; rerun to resume.")
+            break
         records.append(
             {"steps": student_steps, "levels": c.distill.levels, "workdir": folder, "guidance": w}
         )
