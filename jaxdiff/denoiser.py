@@ -73,12 +73,17 @@ def make_model_fn(
       dropout_key: PRNG key for dropout.
 
     Returns:
-      ``model_fn(x, t, **cond)``; x (B, H, W, C), t (B,) in [0, 1].
+      ``model_fn(x, t, **cond)``; x (B, H, W, C), t (B,) in [0, 1]. A super-resolution
+      model's ``aug_level=`` (B,) (the time of its noised low-resolution input, see
+      :mod:`jaxdiff.super_res`) is mapped to the network's input like t.
     """
     level = noise_level_fn(noise_level)
 
     def model_fn(x, t, **cond):
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+        if cond.get("aug_level") is not None:
+            aug = jnp.broadcast_to(jnp.asarray(cond["aug_level"], jnp.float32), x.shape[:1])
+            cond = {**cond, "aug_level": level(process, aug)}
         rngs = {"dropout": dropout_key} if train else {}
         out = apply_fn({"params": params}, x, level(process, t), train=train, rngs=rngs, **cond)
         if split_output:

@@ -43,6 +43,25 @@ class Normalize(grain.transforms.Map):
 
 
 @dataclasses.dataclass(frozen=True)
+class MeanPool(grain.transforms.Map):
+    """Averages f x f blocks of a normalised image (H, W, C) -> (H / f, W / f, C).
+
+    Attributes:
+      factor: f, which must divide H and W.
+    """
+
+    factor: int = 2
+
+    def map(self, record: dict) -> dict:
+        image, f = record["image"], self.factor
+        h, w, c = image.shape
+        if h % f or w % f:
+            raise ValueError(f"data.downsample={f} does not divide the {h}x{w} images.")
+        pooled = image.reshape(h // f, f, w // f, f, c).mean(axis=(1, 3))
+        return dict(record, image=pooled.astype(np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
 class RandomFlip(grain.transforms.RandomMap):
     """Flips the image (H, W, C) left-right with probability 1/2 (grain seeds the rng)."""
 
@@ -62,6 +81,7 @@ def make_dataset(
     flip: bool = False,
     use_labels: bool = False,
     num_threads: int = 2,
+    downsample: int = 1,
 ) -> grain.IterDataset:
     """An infinite, checkpointable dataset of this host's batches.
 
@@ -74,6 +94,7 @@ def make_dataset(
       flip: random horizontal flips (off for digits).
       use_labels: emit "label" (int32 (B,)).
       num_threads: grain read threads (0 reads in the main thread).
+      downsample: f > 1 averages f x f blocks (e.g. 28x28 Fashion-MNIST at 14x14).
 
     Returns:
       A ``grain.IterDataset`` of {"image": float32 (B, H, W, C), "label": int32 (B,)} with
@@ -91,6 +112,8 @@ def make_dataset(
         )
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
     ds = ds[shard_index::shard_count].map(Normalize(use_labels=use_labels))
+    if downsample > 1:
+        ds = ds.map(MeanPool(downsample))
     if flip:
         ds = ds.seed(seed + 1).random_map(RandomFlip())
     ds = ds.batch(global_batch_size // shard_count, drop_remainder=True)

@@ -20,6 +20,7 @@ import flax.linen as nn
 
 from jaxdiff.models import conditioning as conditioning
 from jaxdiff.models import convert as convert
+from jaxdiff.models import super_res as super_res
 from jaxdiff.models.dit import DiT as DiT
 from jaxdiff.models.precondition import Precondition as Precondition
 from jaxdiff.models.unet import UNet as UNet

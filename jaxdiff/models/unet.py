@@ -124,8 +124,8 @@ class UNet(nn.Module):
                 f"{p}: down_padding must be SAME or SYMMETRIC; got {self.down_padding}."
             )
 
-    def _embed(self, noise_level: Array, label: Array | None) -> Array:
-        """(B,) noise level (+ label) -> (B, 4 ch) float32 embedding."""
+    def _embed(self, noise_level: Array, label: Array | None, extra: Array | None) -> Array:
+        """(B,) noise level (+ label, + extra (B, 4 ch)) -> (B, 4 ch) float32 embedding."""
         if self.embedding == "fourier":
             e = FourierEmbedding(2 * self.ch, self.fourier_scale, name="fourier")(noise_level)
         else:
@@ -143,6 +143,12 @@ class UNet(nn.Module):
             if label is None:  # unconditional call of a conditional net: the null class
                 label = jnp.full((noise_level.shape[0],), self.num_classes, jnp.int32)
             e = e + conditioning.ClassEmbedding(self.num_classes, dim, 1.0, name="label_emb")(label)
+        if extra is not None:
+            if extra.shape != e.shape:
+                raise ValueError(
+                    f"{self.preset}: extra_embedding must be {e.shape}; got {extra.shape}."
+                )
+            e = e + extra.astype(jnp.float32)
         return e
 
     def _block_kwargs(self) -> dict:
@@ -214,6 +220,7 @@ class UNet(nn.Module):
         context: Array | None = None,
         context_mask: Array | None = None,
         train: bool = False,
+        extra_embedding: Array | None = None,
     ) -> Array:
         """Runs the U-Net.
 
@@ -225,6 +232,9 @@ class UNet(nn.Module):
           context: optional (B, L, context_dim) token embeddings for cross-attention.
           context_mask: optional (B, L) bool, True for real tokens.
           train: enables dropout (needs ``rngs={"dropout": key}``).
+          extra_embedding: optional (B, 4 ch) added to the noise-level (+ label)
+            embedding, e.g. a super-resolution model's augmentation level
+            (``models.super_res``); None adds nothing (and no parameters).
 
         Returns:
           (B, H, W, C_out) float32, C_out = (out_channels or C) * (2 if learn_sigma else 1).
@@ -243,7 +253,7 @@ class UNet(nn.Module):
             context,
             context_mask,
         )
-        emb = self._embed(noise_level, label)
+        emb = self._embed(noise_level, label, extra_embedding)
         cond = (emb, train, context, context_mask)
         h = nn.Conv(self.ch, (3, 3), padding="SAME", dtype=self.dtype, name="conv_in")(
             x.astype(self.dtype)

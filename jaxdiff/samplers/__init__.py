@@ -88,7 +88,9 @@ METHODS: dict[str, Method] = {
     "consistency": Method(consistency.CONSISTENCY, consistency.ConsistencyOptions),
 }
 
-COND_KEYS = ("label", "context", "context_mask")
+# Conditioning passed to model_fn (each with leading axis B); low_res and aug_level are a
+# super-resolution model's low-resolution input and its noise level (jaxdiff.super_res).
+COND_KEYS = ("label", "context", "context_mask", "low_res", "aug_level")
 
 
 def _method(name: str) -> Method:

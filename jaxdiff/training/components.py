@@ -7,7 +7,7 @@ which hand every module plain constructor arguments.
 import jax.numpy as jnp
 import ml_collections
 
-from jaxdiff import _settings, denoiser, schedules, sdes
+from jaxdiff import _settings, denoiser, schedules, sdes, super_res
 from jaxdiff.data import pipeline, sources
 from jaxdiff.training import optim
 from jaxdiff.training import step as step_lib
@@ -34,21 +34,34 @@ def num_classes(config) -> int | None:
 
 
 def build_model(config):
-    """The Flax network from ``models.create(name, **overrides)``."""
+    """The Flax network from ``models.create(name, **overrides)``.
+
+    A config with an ``sr`` section (:mod:`jaxdiff.super_res`) gets that network as the
+    backbone of a ``models.super_res.SuperResolution`` (returning the image channels).
+    """
     from jaxdiff import models
 
     overrides = dict(config.model.options.to_dict())
     overrides.update(num_classes=config.model.num_classes, dtype=getattr(jnp, config.model.dtype))
     if config.model.learn_sigma:
         overrides["learn_sigma"] = True
-    return models.create(config.model.name, **overrides)
+    sr = super_res.settings(config)
+    if sr is None:
+        return models.create(config.model.name, **overrides)
+    overrides.setdefault("out_channels", config.data.channels)
+    backbone = models.create(config.model.name, **overrides)
+    return models.super_res.SuperResolution(backbone, factor=sr.factor, upsample=sr.upsample)
 
 
 def build_loss(config, process):
     """``losses.make_loss(name, process, **options)``."""
     from jaxdiff import losses
 
-    return losses.make_loss(config.loss.name, process, **config.loss.options.to_dict())
+    loss_fn = losses.make_loss(config.loss.name, process, **config.loss.options.to_dict())
+    sr = super_res.settings(config)
+    if sr is None:
+        return loss_fn
+    return super_res.make_loss(loss_fn, process, factor=sr.factor, aug_max=sr.aug_max)
 
 
 def build_importance(config, process):
@@ -96,6 +109,7 @@ def build_dataset(config, shard_index: int = 0, shard_count: int = 1):
         flip=d.flip,
         use_labels=bool(config.model.num_classes),
         num_threads=d.num_threads,
+        downsample=d.get("downsample", 1),
     )
 
 
@@ -128,10 +142,22 @@ def make_train_step(config, net, process, loss_fn=None):
     return fn, imp_state
 
 
+def example_cond(config, batch: int) -> dict:
+    """Dummy conditioning of the network (zeros): label, and an SR model's low_res and
+    aug_level."""
+    cond = {"label": jnp.zeros((batch,), jnp.int32)} if num_classes(config) else {}
+    sr = super_res.settings(config)
+    if sr is not None:
+        b, h, w, c = example_shape(config, batch)
+        cond["low_res"] = jnp.zeros((b, h // sr.factor, w // sr.factor, c), jnp.float32)
+        cond["aug_level"] = jnp.zeros((batch,), jnp.float32)
+    return cond
+
+
 def init_params(config, net, key):
     """Initial parameters of the network (B = 1 dummy inputs)."""
     x = jnp.zeros(example_shape(config, 1), jnp.float32)
-    cond = {"label": jnp.zeros((1,), jnp.int32)} if num_classes(config) else {}
+    cond = example_cond(config, 1)
     return net.init({"params": key}, x, jnp.zeros((1,)), train=False, **cond)["params"]
 
 

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from jaxdiff import super_res
 from jaxdiff._cli import UsageError
 from jaxdiff.training import checkpoint as ckpt_lib
 from jaxdiff.training import components, summaries
@@ -72,6 +73,16 @@ def check_config(config) -> None:
         state_lib.check_prng_impl(config.prng_impl)
     except ValueError as e:
         raise UsageError(f"--config.prng_impl: {e}") from None
+    try:
+        sr = super_res.settings(config)  # a super-resolution model's ``sr`` section
+    except ValueError as e:
+        raise UsageError(f"--config.{e}") from None
+    if sr is not None and config.train.sample_every:
+        raise UsageError(
+            f"--config.train.sample_every={config.train.sample_every}: a super-resolution "
+            "run draws no in-run grids (they need low-resolution inputs); use 0 and sample "
+            "with python -m jaxdiff.cascade."
+        )
 
 
 def check_workdir(workdir: str) -> None:
