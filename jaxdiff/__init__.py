@@ -11,30 +11,38 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _MODULES = (
+    "cascade",
     "evaluation",
     "guidance",
     "losses",
     "models",
     "parametrization",
     "pretrained",
+    "render",
     "samplers",
     "schedules",
     "sdes",
+    "sds",
+    "super_res",
     "time_sampling",
 )
 __all__ = list(_MODULES)
 
 if TYPE_CHECKING:
     from jaxdiff import (  # noqa: F401
+        cascade,
         evaluation,
         guidance,
         losses,
         models,
         parametrization,
         pretrained,
+        render,
         samplers,
         schedules,
         sdes,
+        sds,
+        super_res,
         time_sampling,
     )
 

@@ -63,7 +63,7 @@ def test_full_network_builds_under_eval_shape(name):
     if name in PARAMS:
         assert abs(count - PARAMS[name]) < 0.01 * PARAMS[name], count
     x = jax.ShapeDtypeStruct(components.example_shape(config, 2), jnp.float32)
-    cond = {"label": jnp.zeros((2,), jnp.int32)} if config.model.num_classes else {}
+    cond = components.example_cond(config, 2)  # label; an SR model's low_res, aug_level
     out = jax.eval_shape(lambda p, x: net.apply({"params": p}, x, jnp.zeros(2), **cond), shapes, x)
     channels = config.data.channels * (2 if config.model.learn_sigma else 1)
     assert out.shape == x.shape[:-1] + (channels,)

@@ -1,4 +1,5 @@
-"""Random-access data sources: TFDS (array_record), scikit-learn's 8x8 digits, latent arrays.
+"""Random-access data sources: TFDS (array_record), scikit-learn's 8x8 digits, latent arrays,
+renders of procedural 3D shapes.
 
 Every source is a sequence (``len`` + ``__getitem__``) of records
 ``{"image": array (H, W, C), "label": int}`` that ``grain.MapDataset.source`` reads. Images are
@@ -115,11 +116,26 @@ def tfds(name: str, split: str = "train", data_dir: str | None = None, **unused)
         ) from None
 
 
-SOURCES: dict[str, Callable[..., Any]] = {"tfds": tfds, "digits": digits, "latents": latents}
+def shapes3d(
+    name: str = "shapes3d", split: str = "train", data_dir: str | None = None, **unused
+) -> ArraySource:
+    """Seeded renders of procedural 3D shapes with view labels (see ``data.shapes3d``);
+    ``data_dir`` caches them."""
+    from jaxdiff.data import shapes3d as shapes3d_lib  # renders with JAX: imported on use
+
+    return shapes3d_lib.source(name, split, data_dir)
+
+
+SOURCES: dict[str, Callable[..., Any]] = {
+    "tfds": tfds,
+    "digits": digits,
+    "latents": latents,
+    "shapes3d": shapes3d,
+}
 
 
 def build(kind: str, **options):
-    """Builds a source by kind ("tfds", "digits", "latents") and its options.
+    """Builds a source by kind ("tfds", "digits", "latents", "shapes3d") and its options.
 
     Raises:
       ValueError: for an unknown kind, listing the valid ones.

@@ -97,6 +97,53 @@ def accuracy(params: dict, images: np.ndarray, labels: np.ndarray, batch_size: i
     return float(np.mean(preds == labels))
 
 
+def fit(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    epochs: int = 5,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    max_steps: int | None = None,
+    desc: str = "train classifier",
+) -> tuple[dict, int]:
+    """Trains a :class:`Classifier` on in-memory images (any size, any channels).
+
+    Args:
+      images: (N, H, W, C) float32 in [-1, 1].
+      labels: (N,) int class indices in [0, num_classes).
+      num_classes: K.
+      epochs, batch_size, learning_rate, seed, max_steps: as :func:`train_classifier`.
+      desc: the progress bar's label.
+
+    Returns:
+      (params, number of steps taken).
+
+    Raises:
+      ValueError: a batch larger than the data.
+    """
+    steps_per_epoch = len(images) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(images)} training examples")
+    total = epochs * steps_per_epoch
+    total = total if max_steps is None else min(max_steps, total)
+    model = Classifier(num_classes)
+    init_key, root = jax.random.split(jax.random.key(seed))
+    params = model.init(init_key, images[:1])["params"]
+    tx = optax.adam(optax.cosine_decay_schedule(learning_rate, total))
+    opt_state, step = tx.init(params), _train_step(model, tx)
+    rng = np.random.default_rng(seed)
+    for i in tqdm.trange(total, desc=desc, mininterval=10):
+        if i % steps_per_epoch == 0:
+            order = rng.permutation(len(images))
+        idx = order[(i % steps_per_epoch) * batch_size : (i % steps_per_epoch + 1) * batch_size]
+        key = jax.random.fold_in(root, i)
+        params, opt_state, _ = step(params, opt_state, images[idx], labels[idx], key)
+    return params, total
+
+
 def train_classifier(
     dataset: str = "mnist",
     workdir: str | None = None,
@@ -124,23 +171,17 @@ def train_classifier(
     """
     x_train, y_train = load_split(dataset, "train", data_dir)
     x_test, y_test = load_split(dataset, "test", data_dir)
-    steps_per_epoch = len(x_train) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(x_train)} training examples")
-    total = epochs * steps_per_epoch
-    total = total if max_steps is None else min(max_steps, total)
-    model = Classifier(DATASETS[dataset])
-    init_key, root = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, x_train[:1])["params"]
-    tx = optax.adam(optax.cosine_decay_schedule(learning_rate, total))
-    opt_state, step = tx.init(params), _train_step(model, tx)
-    rng = np.random.default_rng(seed)
-    for i in tqdm.trange(total, desc=f"train {dataset} classifier", mininterval=10):
-        if i % steps_per_epoch == 0:
-            order = rng.permutation(len(x_train))
-        idx = order[(i % steps_per_epoch) * batch_size : (i % steps_per_epoch + 1) * batch_size]
-        key = jax.random.fold_in(root, i)
-        params, opt_state, _ = step(params, opt_state, x_train[idx], y_train[idx], key)
+    params, total = fit(
+        x_train,
+        y_train,
+        DATASETS[dataset],
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        max_steps=max_steps,
+        desc=f"train {dataset} classifier",
+    )
     meta = {
         "dataset": dataset,
         "num_classes": DATASETS[dataset],
@@ -163,14 +204,17 @@ def save_classifier(workdir: str, params: dict, meta: dict) -> None:
 
 
 def load_classifier(workdir: str) -> tuple[dict, dict]:
-    """Restores (params, meta) saved by :func:`train_classifier` (latest step)."""
+    """Restores (params, meta) saved by :func:`train_classifier` (latest step).
+
+    ``meta["input_shape"]`` (H, W, C), when saved, sets the image shape (default 28x28x1).
+    """
     with ocp.CheckpointManager(os.path.abspath(workdir)) as mngr:
         step = mngr.latest_step()
         if step is None:
             raise FileNotFoundError(f"no classifier checkpoint in {workdir}; train one first")
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         model = Classifier(meta["num_classes"])
-        x = jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)
+        x = jax.ShapeDtypeStruct((1, *meta.get("input_shape", (28, 28, 1))), jnp.float32)
         abstract = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
         restored = mngr.restore(
             step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract))

@@ -33,14 +33,15 @@ def base() -> ml_collections.ConfigDict:
     # recorded in checkpoints and shipped models. benchmarks/prng.py measures the choice.
     c.prng_impl = "threefry2x32"
     c.data = dict(
-        source="tfds",  # "tfds", "digits" (sklearn, embedded) or "latents" (.npz)
-        name="mnist",  # TFDS name
+        source="tfds",  # "tfds", "digits" (sklearn, embedded), "latents" (.npz), "shapes3d"
+        name="mnist",  # TFDS name (for "shapes3d": a data.shapes3d.DATASETS name)
         split="train",
         data_dir="",  # TFDS directory; "" -> $TFDS_DATA_DIR or TFDS's default
         path="",  # .npz file of the "latents" source ("{split}" is substituted)
         batch_size=128,  # global, over all hosts and devices
         image_size=28,
         channels=1,
+        downsample=1,  # > 1: average f x f blocks of the source images (28x28 -> 14x14 at 2)
         flip=False,
         num_threads=2,
     )
