@@ -8,8 +8,9 @@ with the HTTP status and a message that says what was wrong and what is allowed.
 Adaptive sampling: ``quality`` picks the sampler and its steps from :data:`QUALITY`,
 read off the measured quality-vs-NFE table of the shipped MNIST model
 (``benchmarks/results/serve_quality_mnist_cpu.json``, docs/serving.md): "draft" is the
-cheapest setting whose classifier accuracy stays near the default's, "normal" is the
-model's shipped default, "best" the setting with the lowest measured distance.
+cheapest setting within 1.5x of the default's classifier distance and half a point of its
+accuracy, "normal" is the model's shipped default, "best" the setting with the lowest
+measured distance.
 """
 
 import dataclasses
