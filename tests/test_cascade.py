@@ -165,6 +165,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # CI time: two CLI trainings; test_configs smoke-trains both configs
 def test_train_and_cascade_commands_end_to_end(runs, tmp_path, capsys):
     base, sr = runs / "fashion_mnist_base14", runs / "fashion_mnist_sr28"
     out = tmp_path / "cascade.npz"

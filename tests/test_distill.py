@@ -240,6 +240,7 @@ def test_a_consistency_run_trains_a_model_that_only_consistency_sampling_takes(
     assert x.shape == (4, 8, 8, 1) and bool(jnp.all(jnp.isfinite(x)))
 
 
+@pytest.mark.slow  # CI time: the same loop's bitwise resume runs in CI (test_train, the PD round)
 def test_kill_9_mid_consistency_training_then_rerun_is_bitwise_identical(teacher, tmp_path):
     args = ["--config.train.num_steps=4", "--config.train.checkpoint_every=2"]
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")

@@ -53,6 +53,7 @@ def test_write_report_is_json_and_a_table(tmp_path):
     assert "fid" in table and "1.5" in table
 
 
+@pytest.mark.slow  # CI time: test_likelihood checks bits/dim; this is the CLI path
 def test_cli_bits_per_dim_of_a_trained_smoke_run(tmp_path):
     import importlib.util
 

@@ -41,6 +41,7 @@ def test_a_tiny_sweep_scores_and_resumes(tmp_path):
         assert json.load(open(out))["rows"] == rows
 
 
+@pytest.mark.slow  # CI time: trains and scores several checkpoints
 @pytest.mark.usefixtures("tiny")
 def test_the_training_sweep_scores_each_checkpoint_of_the_run(tmp_path):
     from jaxdiff.evaluation import classifier

@@ -116,6 +116,7 @@ print("ok", pair.shape)
 """
 
 
+@pytest.mark.slow  # CI time: a 2-device subprocess; sharded training runs in CI
 def test_the_engine_shards_the_batch_over_local_devices():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     out = subprocess.run(
