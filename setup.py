@@ -29,6 +29,9 @@ TEST = [
     *SERVE,
 ]
 EVAL = ["scipy>=1.11"]
+# Audio diffusion (jaxdiff.audio): mel spectrograms and Griffin-Lim. Not in TEST (it brings
+# numba and llvmlite, ~100 MB); the audio tests skip without it, .ci/run installs it.
+AUDIO = ["librosa>=0.10"]
 NOTEBOOKS = ["matplotlib>=3.7", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"]
 DEV = ["ruff>=0.6", "mypy>=1.10"]
 
@@ -66,5 +69,6 @@ setup(
         "notebooks": NOTEBOOKS,
         "export": EXPORT,
         "serve": SERVE,
+        "audio": AUDIO,
     },
 )

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _MODULES = (
+    "autoencoder",
     "cascade",
     "evaluation",
     "guidance",
+    "latent",
     "losses",
     "models",
     "parametrization",
@@ -24,15 +26,18 @@ _MODULES = (
     "sdes",
     "sds",
     "super_res",
+    "text",
     "time_sampling",
 )
 __all__ = list(_MODULES)
 
 if TYPE_CHECKING:
     from jaxdiff import (  # noqa: F401
+        autoencoder,
         cascade,
         evaluation,
         guidance,
+        latent,
         losses,
         models,
         parametrization,
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
         sdes,
         sds,
         super_res,
+        text,
         time_sampling,
     )
 

@@ -113,6 +113,46 @@ def define_pretrained(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_string("pretrained", None, help_text, flag_values=flag_values)
 
 
+def check_run_dir(workdir: str) -> None:
+    """Raises ValueError (exit 1) unless ``workdir`` holds a checkpoints folder.
+
+    Creates nothing (restoring would create an empty ``checkpoints`` folder).
+    """
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise ValueError(
+            f"--workdir={workdir}: no checkpoints folder there; train first (python -m "
+            "jaxdiff.train) or point --workdir at a training run."
+        )
+
+
+def define_model_source(flag_values: flags.FlagValues) -> None:
+    """``--workdir=DIR`` (a training run) and ``--pretrained=NAME`` (a shipped model)."""
+    flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=flag_values)
+    define_pretrained(flag_values)
+
+
+def require_one_model_source(workdir: str | None, pretrained_name: str | None) -> None:
+    """Raises :class:`UsageError` unless exactly one of --workdir and --pretrained is given."""
+    require(
+        (workdir is None) != (pretrained_name is None),
+        "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
+    )
+
+
+def load_model_run(workdir: str | None, pretrained_name: str | None, params: str = "ema"):
+    """The :class:`~jaxdiff.training.restore.Run` of --pretrained or of --workdir (checked)."""
+    from jaxdiff import pretrained
+    from jaxdiff.training import restore
+
+    require_one_model_source(workdir, pretrained_name)
+    if pretrained_name:
+        check_pretrained(pretrained_name)
+        return pretrained.load(pretrained_name).as_run()
+    assert workdir is not None  # require_one_model_source
+    check_run_dir(workdir)
+    return restore.load_run(workdir, params)
+
+
 def check_pretrained(name: str) -> None:
     """Raises :class:`UsageError` unless ``name`` is a shipped model (lists the valid ones)."""
     from jaxdiff import pretrained

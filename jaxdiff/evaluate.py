@@ -29,8 +29,7 @@ from absl import flags
 from jaxdiff import _cli, _xla_flags, pretrained
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
-_cli.define_pretrained(FLAGS)
+_cli.define_model_source(FLAGS)
 flags.DEFINE_string(
     "out_dir", "eval", "With --pretrained: where the shards and metrics go.", flag_values=FLAGS
 )
@@ -72,7 +71,6 @@ _cli.define_verbose(FLAGS)
 def preflight(metrics: list[str]) -> None:
     """Checks counts, weights and folders before any sampling (minutes saved on a mistake)."""
     from jaxdiff.evaluation import convert
-    from jaxdiff.sample import check_run_dir
 
     _cli.require(FLAGS.num_samples >= 2, f"--num_samples={FLAGS.num_samples}: must be >= 2.")
     _cli.require(FLAGS.shard_size >= 1, f"--shard_size={FLAGS.shard_size}: must be >= 1.")
@@ -98,7 +96,7 @@ def preflight(metrics: list[str]) -> None:
     if FLAGS.pretrained:
         _cli.check_pretrained(FLAGS.pretrained)
         return
-    check_run_dir(FLAGS.workdir)
+    _cli.check_run_dir(FLAGS.workdir)
     if not os.access(FLAGS.workdir, os.W_OK | os.X_OK):
         raise ValueError(f"--workdir={FLAGS.workdir}: not writable (results go to its eval/).")
 
@@ -125,10 +123,7 @@ def evaluate() -> None:
     from jaxdiff.sample import check_sampling_flags
     from jaxdiff.training import components
 
-    _cli.require(
-        (FLAGS.workdir is None) != (FLAGS.pretrained is None),
-        "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
-    )
+    _cli.require_one_model_source(FLAGS.workdir, FLAGS.pretrained)
     try:
         metrics = run_lib.check_metrics(FLAGS.metrics)
     except ValueError as e:

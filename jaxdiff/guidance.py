@@ -51,6 +51,11 @@ def _guided_call(model_fn: ModelFn, w, null_label: int, x: Array, t: Array, labe
     double = lambda a: jnp.concatenate([a, a], axis=0)
     labels = jnp.concatenate([label, jnp.full_like(label, null_label)])
     out = model_fn(double(x), double(t), label=labels, **jax.tree.map(double, cond))
+    return _combine(out, batch, w)
+
+
+def _combine(out, batch: int, w):
+    """(1 + w) cond - w uncond from the doubled batch's output (extra outputs: cond half)."""
     pred, rest = (out[0], tuple(out[1:])) if isinstance(out, tuple) else (out, None)
     cond_pred, uncond_pred = pred[:batch], pred[batch:]
     if jnp.ndim(w) == 1 and jnp.shape(w) != (batch,):
@@ -87,3 +92,54 @@ def cfg(model_fn: ModelFn, w, null_label: int) -> ModelFn:
     _check(w, null_label)
     w = jnp.asarray(w, jnp.float32) if not isinstance(w, jax.Array) else w
     return jax.tree_util.Partial(_guided_call, model_fn, w, null_label)
+
+
+def _guided_over_call(model_fn: ModelFn, w, null: dict, x: Array, t: Array, **cond):
+    """The body of :func:`cfg_over`'s wrapper."""
+    batch = x.shape[0]
+    missing = sorted(set(null) - set(cond))
+    if missing:
+        raise ValueError(f"a guided model needs {missing}= (the conditioning it guides over).")
+    t = jnp.broadcast_to(jnp.asarray(t), (batch,))
+    double = lambda a: jnp.concatenate([a, a], axis=0)
+    both = {}
+    for name, value in cond.items():
+        if name not in null:
+            both[name] = jax.tree.map(double, value)
+            continue
+        value, empty = jnp.asarray(value), jnp.asarray(null[name])
+        empty = jnp.broadcast_to(empty, value.shape).astype(value.dtype)
+        both[name] = jnp.concatenate([value, empty], axis=0)
+    return _combine(model_fn(double(x), double(t), **both), batch, w)
+
+
+def cfg_over(model_fn: ModelFn, w, null: dict) -> ModelFn:
+    """Classifier-free guidance over any conditioning: a prompt's tokens, a semantic map.
+
+    The unconditional half gets ``null[name]`` in place of each guided input ``name``:
+    the empty prompt's tokens (the null condition the model was trained with), or a
+    negative prompt's tokens (negative prompting: the guidance pushes away from it).
+
+    Args:
+      model_fn: ``(x, t, **cond) -> prediction`` (or a tuple, as :func:`cfg`).
+      w: the guidance weight, >= 0: a scalar or (B,).
+      null: {input name: array} the "unconditional" value of each guided input, of the
+        input's shape (B, ...) or broadcastable to it (e.g. one prompt (L,)).
+
+    Returns:
+      ``guided(x, t, **cond)``: (1 + w) pred(x | cond) - w pred(x | cond with null), from
+      one call on the doubled batch; a ``jax.tree_util.Partial``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxdiff import guidance
+      >>> model = lambda x, t, tokens: x * tokens[:, :1]
+      >>> guided = guidance.cfg_over(model, 1.0, {"tokens": jnp.zeros((3,), jnp.int32)})
+      >>> guided(jnp.ones((1, 2)), 0.5, tokens=jnp.array([[2, 1, 0]])).tolist()
+      [[4.0, 4.0]]
+    """
+    _check(w, 0)
+    if not null:
+        raise ValueError("cfg_over needs at least one guided input in null=, e.g. tokens.")
+    w = jnp.asarray(w, jnp.float32) if not isinstance(w, jax.Array) else w
+    return jax.tree_util.Partial(_guided_over_call, model_fn, w, dict(null))

@@ -135,6 +135,11 @@ def initialize_distributed() -> None:
 def run() -> None:
     _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
     initialize_distributed()
+    if "autoencoder" in FLAGS.config:  # a latent-diffusion autoencoder (its own loop)
+        from jaxdiff.autoencoder import train as autoencoder_train
+
+        autoencoder_train.train(FLAGS.config, FLAGS.workdir)
+        return
     from jaxdiff.training import loop
 
     loop.train(FLAGS.config, FLAGS.workdir)

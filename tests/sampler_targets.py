@@ -118,3 +118,13 @@ def worst_z(x, scale: float = 1.0, sigma: float = 0.0) -> float:
     """The largest error over all statistics in units of its Monte-Carlo standard error."""
     raw, se = errors(x, scale, sigma)
     return max(raw[k] / se[k] for k in raw)
+
+
+def on_shape(model):
+    """``model`` (on (B, 2 DIM) arrays) applied to arrays of any shape (B, ...) holding
+    2 DIM numbers per example: flattened in, reshaped out (video and audio shapes)."""
+    return jax.tree_util.Partial(_on_shape, model)
+
+
+def _on_shape(model, x, t, **cond):
+    return model(x.reshape(x.shape[0], -1), t, **cond).reshape(x.shape)

@@ -24,8 +24,9 @@ def load(name, arg=None):
 
 
 NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
-# Training configs (distillation configs, with a teacher, are tested in test_distill.py).
-TRAINING = [n for n in NAMES if "teacher" not in load(n).get_config()]
+# Training configs (distillation configs, with a teacher, are tested in test_distill.py;
+# autoencoders, trained by their own loop, in test_autoencoder.py).
+TRAINING = [n for n in NAMES if not {"teacher", "autoencoder"} & set(load(n).get_config())]
 # Published sizes: Ho et al. 2020 (35.7M), Peebles & Xie 2023 Table 4 (DiT-XL/2: 675M).
 PARAMS = {"cifar10_ddpm": 35.7e6, "imagenet_dit_xl2": 675e6}
 
@@ -75,8 +76,19 @@ def test_smoke_variant_trains_one_step_on_mock_data(name, tmp_path):
     if config.data.source == "latents":
         shape = components.example_shape(config, 8)
         path = str(tmp_path / "latents.npz")
-        np.savez(path, latents=np.random.default_rng(0).normal(size=shape), labels=np.arange(8))
+        # a latent text / map model's conditioning too (its null prompt / map)
+        extras = {k: np.asarray(v) for k, v in components.example_cond(config, 8).items()}
+        extras.pop("label", None)
+        latents = np.random.default_rng(0).normal(size=shape)
+        np.savez(path, latents=latents, labels=np.arange(8), **extras)
         config.data.path = path
+    if config.data.source == "spoken_digits":  # built with espeak-ng: stand-in arrays here
+        from jaxdiff.data import spoken_digits
+
+        config.data.data_dir = str(tmp_path)
+        images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 1), np.uint8)
+        labels = np.arange(16) % 10
+        np.savez(spoken_digits.path(str(tmp_path), "train"), images=images, labels=labels)
     with tfds.testing.mock_data(num_examples=16):
         state = loop.train(config, str(tmp_path / "run"))
     assert int(state.step) == 1

@@ -122,6 +122,7 @@ def test_unet_zero_initialised_layers():
 
 def test_presets_registry():
     expected = {"ddpm_cifar10", "ddpmpp", "ncsnpp", "unet_8x8", "unet_28x28", "dit_28x28"}
+    expected |= {"video_unet_32"}
     expected |= {f"dit_{s}_{p}" for s in ("s", "b", "l", "xl") for p in (2, 4, 8)}
     assert set(models.PRESETS) == expected
     with pytest.raises(ValueError, match="valid presets: .*dit_b_2.*unet_8x8"):

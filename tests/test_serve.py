@@ -372,6 +372,21 @@ def test_binding_beyond_localhost_needs_a_token(capsys, monkeypatch):
     assert "binds beyond this machine: give a bearer token" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module", ["jaxdiff.serve.__main__", "jaxdiff.serve.bulk"])
+def test_a_workdir_without_checkpoints_is_named(module, tmp_path, capsys):
+    import importlib
+
+    command = importlib.import_module(module)
+    argv = [f"--workdir={tmp_path}", f"--out_dir={tmp_path / 'out'}"][
+        : 2 if "bulk" in module else 1
+    ]
+    with pytest.raises(SystemExit) as e:
+        command.main(argv)
+    assert e.value.code == 1
+    assert f"--workdir={tmp_path}: no checkpoints folder there" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 # ---------------------------------------------------------------------- bulk generation
 
 

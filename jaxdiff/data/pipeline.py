@@ -28,9 +28,11 @@ class Normalize(grain.transforms.Map):
 
     Attributes:
       use_labels: keep the "label" field (as int32); otherwise drop it.
+      extra_keys: other fields kept as they are (e.g. "tokens", "semantic_map").
     """
 
     use_labels: bool = False
+    extra_keys: tuple[str, ...] = ()
 
     def map(self, record: dict) -> dict:
         image = np.asarray(record["image"])
@@ -39,6 +41,8 @@ class Normalize(grain.transforms.Map):
         out: dict[str, np.ndarray | np.int32] = {"image": image.astype(np.float32)}
         if self.use_labels:
             out["label"] = np.int32(record["label"])
+        for name in self.extra_keys:
+            out[name] = np.asarray(record[name])
         return out
 
 
@@ -82,6 +86,7 @@ def make_dataset(
     use_labels: bool = False,
     num_threads: int = 2,
     downsample: int = 1,
+    extra_keys: tuple[str, ...] = (),
 ) -> grain.IterDataset:
     """An infinite, checkpointable dataset of this host's batches.
 
@@ -95,6 +100,7 @@ def make_dataset(
       use_labels: emit "label" (int32 (B,)).
       num_threads: grain read threads (0 reads in the main thread).
       downsample: f > 1 averages f x f blocks (e.g. 28x28 Fashion-MNIST at 14x14).
+      extra_keys: record fields batched beside the image (a latent model's conditioning).
 
     Returns:
       A ``grain.IterDataset`` of {"image": float32 (B, H, W, C), "label": int32 (B,)} with
@@ -111,7 +117,7 @@ def make_dataset(
             f"number of hosts ({shard_count})."
         )
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-    ds = ds[shard_index::shard_count].map(Normalize(use_labels=use_labels))
+    ds = ds[shard_index::shard_count].map(Normalize(use_labels, tuple(extra_keys)))
     if downsample > 1:
         ds = ds.map(MeanPool(downsample))
     if flip:

@@ -1,5 +1,5 @@
 """Random-access data sources: TFDS (array_record), scikit-learn's 8x8 digits, latent arrays,
-renders of procedural 3D shapes.
+renders of procedural 3D shapes, Moving MNIST clips, spoken-digit spectrograms.
 
 Every source is a sequence (``len`` + ``__getitem__``) of records
 ``{"image": array (H, W, C), "label": int}`` that ``grain.MapDataset.source`` reads. Images are
@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+# Optional arrays of a latent .npz that become record fields (jaxdiff.autoencoder.cache).
+LATENT_EXTRAS = ("tokens", "semantic_map")
 DIGITS_NUM_TEST = 297  # 1,797 digits: the first 1,500 train, the last 297 are held out.
 
 
@@ -26,9 +28,11 @@ class ArraySource:
     Attributes:
       images: (N, H, W, C) uint8 or float32.
       labels: (N,) int32.
+      extras: {name: (N, ...) array} more fields of each record (e.g. a latent set's
+        "tokens" and "semantic_map").
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, extras: dict | None = None):
         if images.ndim != 4:
             raise ValueError(f"images must have shape (N, H, W, C); got {images.shape}.")
         if labels.shape != images.shape[:1]:
@@ -37,12 +41,18 @@ class ArraySource:
             )
         self.images = images
         self.labels = labels.astype(np.int32)
+        self.extras = dict(extras or {})
+        for name, array in self.extras.items():
+            if len(array) != len(images):
+                raise ValueError(f"{name} has {len(array)} rows; the images have {len(images)}.")
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index], "label": self.labels[index]}
+        record = {"image": self.images[index], "label": self.labels[index]}
+        record.update((name, array[index]) for name, array in self.extras.items())
+        return record
 
 
 def digits(split: str = "train", **unused) -> ArraySource:
@@ -71,7 +81,8 @@ def latents(path: str = "", split: str = "train", **unused) -> ArraySource:
     """Pre-encoded latents (e.g. VAE latents of ImageNet for DiT) from a ``.npz`` file.
 
     The file holds ``latents`` (N, h, w, c) float (already multiplied by the VAE's scale
-    factor, e.g. 0.18215) and ``labels`` (N,) int. ``{split}`` in ``path`` is replaced by
+    factor, e.g. 0.18215) and ``labels`` (N,) int, and may hold the conditioning of a
+    latent text / map model (:data:`LATENT_EXTRAS`). ``{split}`` in ``path`` is replaced by
     the split name. The arrays are memory-mapped when the file is an uncompressed ``.npz``.
 
     Raises:
@@ -87,7 +98,8 @@ def latents(path: str = "", split: str = "train", **unused) -> ArraySource:
         missing = {"latents", "labels"} - set(f.files)
         if missing:
             raise ValueError(f"{path} lacks arrays {sorted(missing)}; it has {f.files}.")
-        return ArraySource(np.asarray(f["latents"], np.float32), np.asarray(f["labels"]))
+        extras = {n: np.asarray(f[n]) for n in LATENT_EXTRAS if n in f.files}
+        return ArraySource(np.asarray(f["latents"], np.float32), np.asarray(f["labels"]), extras)
 
 
 def tfds(name: str, split: str = "train", data_dir: str | None = None, **unused):
@@ -126,16 +138,45 @@ def shapes3d(
     return shapes3d_lib.source(name, split, data_dir)
 
 
+def moving_mnist(
+    name: str = "moving_mnist", split: str = "train", data_dir: str | None = None, **unused
+):
+    """Seeded Moving MNIST clips (T, H, W, 1) from TFDS MNIST (see ``data.moving_mnist``)."""
+    from jaxdiff.data import moving_mnist as moving_mnist_lib
+
+    return moving_mnist_lib.source(name, split, data_dir)
+
+
+def spoken_digits(
+    name: str = "spoken_digits", split: str = "train", data_dir: str | None = None, **unused
+) -> ArraySource:
+    """Log-mel images of espeak-ng digits built in ``data_dir`` (see ``data.spoken_digits``)."""
+    from jaxdiff.data import spoken_digits as spoken_digits_lib
+
+    return spoken_digits_lib.source(name, split, data_dir)
+
+
+def captioned(name: str = "mnist", split: str = "train", data_dir: str | None = None, **unused):
+    """A TFDS digit set placed at seeded scales / offsets with measured captions
+    (``data.captions.CaptionedSource``; records also hold "caption")."""
+    from jaxdiff.data import captions
+
+    return captions.CaptionedSource(tfds(name, split, data_dir))
+
+
 SOURCES: dict[str, Callable[..., Any]] = {
+    "captioned": captioned,
     "tfds": tfds,
     "digits": digits,
     "latents": latents,
     "shapes3d": shapes3d,
+    "moving_mnist": moving_mnist,
+    "spoken_digits": spoken_digits,
 }
 
 
 def build(kind: str, **options):
-    """Builds a source by kind ("tfds", "digits", "latents", "shapes3d") and its options.
+    """Builds a source by kind (a key of ``SOURCES``) and its options.
 
     Raises:
       ValueError: for an unknown kind, listing the valid ones.

@@ -1,9 +1,10 @@
 """jaxdiff.models: U-Net and DiT backbones, conditioning, EDM preconditioning, presets.
 
 Every network is ``F(x, noise_level, label=None, context=None, context_mask=None,
-train=False)`` with x (B, H, W, C) and noise_level (B,) its own noise input (the adapter
-mapping a process time t to it lives outside ``models/``). Presets are data: a name maps
-to a class and its constructor fields, overridable by keyword.
+train=False)`` with x (B, H, W, C) (a video network's: (B, T, H, W, C)) and noise_level (B,)
+its own noise input (the adapter mapping a process time t to it lives outside
+``models/``). Presets are data: a name maps to a class and its constructor fields,
+overridable by keyword.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -24,6 +25,7 @@ from jaxdiff.models import super_res as super_res
 from jaxdiff.models.dit import DiT as DiT
 from jaxdiff.models.precondition import Precondition as Precondition
 from jaxdiff.models.unet import UNet as UNet
+from jaxdiff.models.video import VideoUNet as VideoUNet
 
 _DDPMPP = dict(
     ch=128,
@@ -62,6 +64,19 @@ PRESETS: dict[str, tuple[type[nn.Module], dict]] = {
             attn_resolutions=(7,),
             dropout=0.1,
             num_groups=8,
+        ),
+    ),
+    # Moving MNIST clips (B, T, 32, 32, 1): 32 -> 16 -> 8, temporal attention everywhere.
+    "video_unet_32": (
+        VideoUNet,
+        dict(
+            ch=32,
+            ch_mult=(1, 2, 2),
+            num_res_blocks=1,
+            attn_resolutions=(8,),
+            num_groups=8,
+            head_dim=32,
+            max_frames=16,
         ),
     ),
     "dit_28x28": (DiT, dict(patch_size=2, hidden=128, depth=6, num_heads=4)),

@@ -22,7 +22,7 @@ Example:
   (2, 8, 8, 1)
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -42,6 +42,24 @@ from jaxdiff.models.resample import Downsample, Upsample
 EMBEDDINGS = ("positional", "fourier")
 # Recomputes the block's activations in the backward pass; `train` (arg 3 after self) static.
 RematResBlock = nn.remat(ResBlock, static_argnums=(3,))
+
+
+class Cond(NamedTuple):
+    """What every block of one call sees besides its input.
+
+    Attributes:
+      emb: (B, 4 ch) float32 noise-level (+ label) embedding.
+      train: dropout on.
+      context: optional (B, L, D) cross-attention tokens.
+      mask: optional (B, L) bool padding mask of the context.
+      frames: frames folded into the batch axis (1 for images; see ``models.video``).
+    """
+
+    emb: Array
+    train: bool
+    context: Array | None
+    mask: Array | None
+    frames: int = 1
 
 
 class UNet(nn.Module):
@@ -169,10 +187,10 @@ class UNet(nn.Module):
         )
         return block(h, context, mask)
 
-    def _res(self, h: Array, ch: int, name: str, cond, resample: str | None = None) -> Array:
-        emb, train = cond[:2]
+    def _res(self, h: Array, ch: int, name: str, cond: Cond, resample: str | None = None) -> Array:
         block_cls = RematResBlock if self.remat else ResBlock
-        return block_cls(ch, resample=resample, name=name, **self._block_kwargs())(h, emb, train)
+        block = block_cls(ch, resample=resample, name=name, **self._block_kwargs())
+        return block(h, cond.emb, cond.train)
 
     def _resample(self, h: Array, name: str, cond, direction: str) -> Array:
         """2x down- or up-sampling: a BigGAN block or a (FIR +) conv resampler."""
@@ -185,7 +203,7 @@ class UNet(nn.Module):
 
     def _down(self, h: Array, cond) -> tuple[Array, list[Array]]:
         """Down path; returns the lowest-resolution features and the skips."""
-        context, mask = cond[2:]
+        context, mask = cond.context, cond.mask
         hs = [h]
         for i, mult in enumerate(self.ch_mult):
             for j in range(self.num_res_blocks):
@@ -200,7 +218,7 @@ class UNet(nn.Module):
 
     def _up(self, h: Array, hs: list[Array], cond) -> Array:
         """Up path, concatenating the skips (consumed from the end of ``hs``)."""
-        context, mask = cond[2:]
+        context, mask = cond.context, cond.mask
         for i in reversed(range(len(self.ch_mult))):
             for j in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, hs.pop()], -1)
@@ -254,7 +272,11 @@ class UNet(nn.Module):
             context_mask,
         )
         emb = self._embed(noise_level, label, extra_embedding)
-        cond = (emb, train, context, context_mask)
+        return self._body(x, Cond(emb, train, context, context_mask))
+
+    def _body(self, x: Array, cond: Cond) -> Array:
+        """conv_in, down path, middle, up path, output conv: (N, H, W, C) -> (N, H, W, C_out)."""
+        context, context_mask = cond.context, cond.mask
         h = nn.Conv(self.ch, (3, 3), padding="SAME", dtype=self.dtype, name="conv_in")(
             x.astype(self.dtype)
         )

@@ -158,31 +158,25 @@ def render(
     width: int,
     fov: float,
     radius: float,
-    num_samples: int = 64,
     bound: float = 1.0,
-    background: Array | None = None,
-    shading: Shading | None = None,
-    key: PRNGKey | None = None,
+    **ray_options,
 ) -> dict[str, Array]:
     """Renders an image from ``pose`` (a camera at distance ``radius`` from the origin).
 
+    Args:
+      grid, bound: as in :func:`render_rays`.
+      pose: the camera (see :mod:`camera`); height, width, fov: its image.
+      radius: the camera's distance from the origin (sets the ray segment).
+      **ray_options: :func:`render_rays`'s ``num_samples``, ``background``, ``shading``
+        and ``key``; ``background`` may be a colour (3,) or, e.g. from
+        :func:`field.background`, an image (H, W, 3).
+
     Returns:
-      :func:`render_rays`'s outputs with leading shape (H, W); ``background`` may be a
-      colour (3,) or, e.g. from :func:`field.background`, an image (H, W, 3).
+      :func:`render_rays`'s outputs with leading shape (H, W).
     """
     rays = camera.pixel_rays(pose, height, width, fov)
     near, far = ray_bounds(radius, bound)
-    return render_rays(
-        grid,
-        rays,
-        near=near,
-        far=far,
-        num_samples=num_samples,
-        bound=bound,
-        background=background,
-        shading=shading,
-        key=key,
-    )
+    return render_rays(grid, rays, near=near, far=far, bound=bound, **ray_options)
 
 
 def _check_rays(rays: camera.Rays, near: float, far: float, num_samples: int) -> None:

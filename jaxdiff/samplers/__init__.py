@@ -89,8 +89,9 @@ METHODS: dict[str, Method] = {
 }
 
 # Conditioning passed to model_fn (each with leading axis B); low_res and aug_level are a
-# super-resolution model's low-resolution input and its noise level (jaxdiff.super_res).
-COND_KEYS = ("label", "context", "context_mask", "low_res", "aug_level")
+# super-resolution model's low-resolution input and its noise level (jaxdiff.super_res);
+# tokens and semantic_map a latent model's prompt and map (jaxdiff.latent).
+COND_KEYS = ("label", "context", "context_mask", "low_res", "aug_level", "tokens", "semantic_map")
 
 
 def _method(name: str) -> Method:

@@ -22,8 +22,7 @@ from jaxdiff import _cli, _xla_flags
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
-_cli.define_pretrained(FLAGS)
+_cli.define_model_source(FLAGS)
 flags.DEFINE_string(
     "host", "127.0.0.1", "Address to bind (non-local needs a token).", flag_values=FLAGS
 )
@@ -54,10 +53,7 @@ _cli.define_verbose(FLAGS)
 
 def check_flags() -> None:
     """Usage checks that need no model (exit 2 before anything loads)."""
-    _cli.require(
-        (FLAGS.workdir is None) != (FLAGS.pretrained is None),
-        "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
-    )
+    _cli.require_one_model_source(FLAGS.workdir, FLAGS.pretrained)
     token = FLAGS.token or os.environ.get("JAXDIFF_SERVE_TOKEN")
     _cli.require(
         FLAGS.host in LOCAL_HOSTS or bool(token),
@@ -77,18 +73,12 @@ def check_flags() -> None:
 
 def build_server():
     """The :class:`~jaxdiff.serve.app.Server` the flags describe."""
-    from jaxdiff import pretrained
     from jaxdiff.serve import app as app_lib
     from jaxdiff.serve import limits, safety_hooks
     from jaxdiff.serve.engine import Engine
-    from jaxdiff.training import restore
 
-    if FLAGS.pretrained:
-        _cli.check_pretrained(FLAGS.pretrained)
-        run, name = pretrained.load(FLAGS.pretrained).as_run(), FLAGS.pretrained
-    else:
-        _cli.check_run_dir(FLAGS.workdir)
-        run, name = restore.load_run(FLAGS.workdir), os.path.basename(FLAGS.workdir.rstrip("/"))
+    run = _cli.load_model_run(FLAGS.workdir, FLAGS.pretrained)
+    name = FLAGS.pretrained or os.path.basename(FLAGS.workdir.rstrip("/"))
     engine = Engine(run, batch_sizes=[int(s) for s in FLAGS.batch_sizes])
     lim = limits.Limits(
         max_images=FLAGS.max_images,

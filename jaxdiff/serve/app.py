@@ -38,6 +38,7 @@ from jaxdiff.serve import limits as limits_lib
 from jaxdiff.serve import metrics as metrics_lib
 from jaxdiff.serve.batcher import Batcher, QueueFull
 from jaxdiff.serve.limits import Limits, RequestError
+from jaxdiff.training import components
 
 LOG = logging.getLogger("jaxdiff.serve")
 PAGE = os.path.join(os.path.dirname(__file__), "page.html")
@@ -269,7 +270,7 @@ def _info(server: Server) -> dict:
         "model": server.name,
         "num_classes": e.num_classes,
         "class_names": server.class_names,
-        "image_shape": list(e.config.data.image_size for _ in range(2)) + [e.config.data.channels],
+        "image_shape": list(components.example_shape(e.config, 1)[1:]),
         "default": {"method": method, "num_steps": num_steps, "guidance": e.config.sample.guidance},
         "quality": {k: {"method": m, "num_steps": n} for k, (m, n) in limits_lib.QUALITY.items()},
         "limits": {

@@ -27,8 +27,7 @@ from absl import flags
 from jaxdiff import _cli, _xla_flags
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "A training run's directory.", flag_values=FLAGS)
-_cli.define_pretrained(FLAGS)
+_cli.define_model_source(FLAGS)
 flags.DEFINE_string(
     "out_dir", None, "Where the shards go (shared by all processes).", flag_values=FLAGS
 )
@@ -48,10 +47,7 @@ flags.mark_flags_as_required(["out_dir"], flag_values=FLAGS)
 
 
 def check_flags() -> None:
-    _cli.require(
-        (FLAGS.workdir is None) != (FLAGS.pretrained is None),
-        "give exactly one of --workdir (a training run) and --pretrained (a shipped model).",
-    )
+    _cli.require_one_model_source(FLAGS.workdir, FLAGS.pretrained)
     _cli.require(FLAGS.num_samples >= 1, f"--num_samples={FLAGS.num_samples}: must be >= 1.")
     _cli.require(FLAGS.shard_size >= 1, f"--shard_size={FLAGS.shard_size}: must be >= 1.")
     p, n = FLAGS.process_id, FLAGS.num_processes
@@ -83,15 +79,9 @@ def start_distributed():
 
 def load_model():
     """(run, settings dict) of --pretrained or --workdir with the sampler flags."""
-    from jaxdiff import pretrained
-    from jaxdiff.training import components, restore
+    from jaxdiff.training import components
 
-    if FLAGS.pretrained:
-        _cli.check_pretrained(FLAGS.pretrained)
-        run = pretrained.load(FLAGS.pretrained).as_run()
-    else:
-        _cli.check_run_dir(FLAGS.workdir)
-        run = restore.load_run(FLAGS.workdir)
+    run = _cli.load_model_run(FLAGS.workdir, FLAGS.pretrained)
     settings = components.sampler_settings(
         run.config, FLAGS.method, FLAGS.num_steps, FLAGS.guidance
     )

@@ -50,6 +50,7 @@ class Engine:
         self.preview_every = int(preview_every)
         self.params = jax.device_put(run.params, NamedSharding(self.mesh, PartitionSpec()))
         self._programs: dict[tuple, Callable] = {}
+        self._settings: dict[tuple, tuple[str, int, dict]] = {}
         self._lock = threading.Lock()  # one batch at a time: previews route by row
         self._rows: list[PreviewFn | None] = []
 
@@ -58,11 +59,19 @@ class Engine:
         return self.batch_sizes[-1]
 
     def settings(self, method: str | None, num_steps: int | None) -> tuple[str, int, dict]:
-        """(method, num_steps, options) after the model's defaults; ValueError if invalid."""
-        s = components.sampler_settings(self.config, method or None, num_steps or None, 0.0)
-        if s["method"] not in samplers.METHODS:
-            raise ValueError(f"Unknown method {s['method']!r}; valid: {sorted(samplers.METHODS)}.")
-        return s["method"], int(s["num_steps"]), s["options"]
+        """(method, num_steps, options) after the model's defaults; ValueError if invalid.
+
+        Resolved once per (method, num_steps): the request check and every batch share it.
+        """
+        key = (method or None, num_steps or None)
+        if key not in self._settings:
+            s = components.sampler_settings(self.config, key[0], key[1], 0.0)
+            if s["method"] not in samplers.METHODS:
+                valid = sorted(samplers.METHODS)
+                raise ValueError(f"Unknown method {s['method']!r}; valid: {valid}.")
+            self._settings[key] = (s["method"], int(s["num_steps"]), dict(s["options"]))
+        method, num_steps, options = self._settings[key]
+        return method, num_steps, dict(options)
 
     def padded_size(self, n: int) -> int:
         """The smallest compiled batch size >= n."""

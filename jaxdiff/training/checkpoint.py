@@ -41,6 +41,17 @@ IDENTITY_KEYS = (
     "optim.name",
     "optim.ema_decays",
     "prng_impl",  # the key data's shape and every random draw depend on it
+    # a latent model's text encoder / map input, an autoencoder's shape (jaxdiff.latent,
+    # jaxdiff.autoencoder); absent from other configs, so None on both sides
+    "latent.text",
+    "latent.max_len",
+    "latent.text_width",
+    "latent.text_depth",
+    "latent.semantic_map",
+    "autoencoder.ch",
+    "autoencoder.ch_mult",
+    "autoencoder.num_res_blocks",
+    "autoencoder.latent_channels",
 )
 # Fields added after checkpoints existed: a saved config without them had these values.
 IDENTITY_DEFAULTS = {"prng_impl": "threefry2x32"}

@@ -6,8 +6,9 @@ which hand every module plain constructor arguments.
 
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from jaxdiff import _settings, denoiser, schedules, sdes, super_res
+from jaxdiff import _settings, denoiser, latent, schedules, sdes, super_res
 from jaxdiff.data import pipeline, sources
 from jaxdiff.training import optim
 from jaxdiff.training import step as step_lib
@@ -37,7 +38,9 @@ def build_model(config):
     """The Flax network from ``models.create(name, **overrides)``.
 
     A config with an ``sr`` section (:mod:`jaxdiff.super_res`) gets that network as the
-    backbone of a ``models.super_res.SuperResolution`` (returning the image channels).
+    backbone of a ``models.super_res.SuperResolution`` (returning the image channels); one
+    with a ``latent`` section (:mod:`jaxdiff.latent`) as the backbone of a
+    ``text.network.ConditionedDenoiser`` (prompts and/or semantic maps).
     """
     from jaxdiff import models
 
@@ -45,7 +48,10 @@ def build_model(config):
     overrides.update(num_classes=config.model.num_classes, dtype=getattr(jnp, config.model.dtype))
     if config.model.learn_sigma:
         overrides["learn_sigma"] = True
-    sr = super_res.settings(config)
+    sr, lt = super_res.settings(config), latent.settings(config)
+    if lt is not None:
+        overrides.update(latent.backbone_overrides(lt, config.data.channels))
+        return latent.build_network(lt, models.create(config.model.name, **overrides))
     if sr is None:
         return models.create(config.model.name, **overrides)
     overrides.setdefault("out_channels", config.data.channels)
@@ -58,6 +64,9 @@ def build_loss(config, process):
     from jaxdiff import losses
 
     loss_fn = losses.make_loss(config.loss.name, process, **config.loss.options.to_dict())
+    lt = latent.settings(config)
+    if lt is not None:
+        return latent.make_loss(loss_fn, lt)
     sr = super_res.settings(config)
     if sr is None:
         return loss_fn
@@ -97,11 +106,26 @@ def build_source(config, split: str | None = None):
     )
 
 
+def check_frames(config, source) -> None:
+    """Raises ValueError unless a video config's ``data.frames`` is its clips' length."""
+    frames = config.data.get("frames", 0)
+    if not frames or len(source) == 0:
+        return
+    length = source[0]["image"].shape[0]
+    if length != frames:
+        raise ValueError(
+            f"--config.data.frames={frames}, but the {config.data.name!r} clips have {length} "
+            "frames: set data.frames to the data set's clip length."
+        )
+
+
 def build_dataset(config, shard_index: int = 0, shard_count: int = 1):
     """This host's infinite, checkpointable batch stream."""
     d = config.data
+    source = build_source(config)
+    check_frames(config, source)
     return pipeline.make_dataset(
-        build_source(config),
+        source,
         d.batch_size,
         config.seed,
         shard_index=shard_index,
@@ -110,12 +134,15 @@ def build_dataset(config, shard_index: int = 0, shard_count: int = 1):
         use_labels=bool(config.model.num_classes),
         num_threads=d.num_threads,
         downsample=d.get("downsample", 1),
+        extra_keys=latent.cond_keys(latent.settings(config)),
     )
 
 
 def example_shape(config, batch: int) -> tuple[int, ...]:
+    """(batch, H, W, C) of an image model, (batch, T, H, W, C) of a video model."""
     d = config.data
-    return (batch, d.image_size, d.image_size, d.channels)
+    frames = (d.frames,) if d.get("frames", 0) else ()
+    return (batch, *frames, d.image_size, d.image_size, d.channels)
 
 
 def make_train_step(config, net, process, loss_fn=None):
@@ -138,14 +165,18 @@ def make_train_step(config, net, process, loss_fn=None):
         label_dropout=config.loss.label_dropout,
         grad_accum=config.optim.grad_accum,
         importance=imp_fns,
+        cond_keys=latent.cond_keys(latent.settings(config)),
     )
     return fn, imp_state
 
 
 def example_cond(config, batch: int) -> dict:
-    """Dummy conditioning of the network (zeros): label, and an SR model's low_res and
-    aug_level."""
+    """Dummy conditioning of the network (zeros): label, an SR model's low_res and
+    aug_level, a latent model's null prompt / map."""
     cond = {"label": jnp.zeros((batch,), jnp.int32)} if num_classes(config) else {}
+    lt = latent.settings(config)
+    if lt is not None:
+        cond.update(latent.example_cond(lt, batch))
     sr = super_res.settings(config)
     if sr is not None:
         b, h, w, c = example_shape(config, batch)
@@ -182,7 +213,8 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
       config: the run's config (``config.sample`` holds the defaults).
       net: the network.
       process: the process it was trained with.
-      method, num_steps, guidance: override ``config.sample``'s values.
+      method, num_steps, guidance: override ``config.sample``'s values; ``guidance`` may
+        also be one weight per sample, (N,), to draw several weights in one compiled call.
       **options: passed to ``samplers.sample``; ``config.sample.options`` (e.g. ddim's
         spacing) apply only when ``method`` is the configured method.
     """
@@ -203,7 +235,7 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
         )
         cond = {}
         if num_classes(config):
-            if w:
+            if np.ndim(w) or w:
                 model_fn = guidance_lib.cfg(model_fn, w, num_classes(config))
             cond["label"] = labels
         shape = example_shape(config, labels.shape[0] if labels is not None else s.num_samples)

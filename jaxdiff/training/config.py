@@ -33,7 +33,9 @@ def base() -> ml_collections.ConfigDict:
     # recorded in checkpoints and shipped models. benchmarks/prng.py measures the choice.
     c.prng_impl = "threefry2x32"
     c.data = dict(
-        source="tfds",  # "tfds", "digits" (sklearn, embedded), "latents" (.npz), "shapes3d"
+        # "tfds", "digits" (sklearn, embedded), "latents" (.npz), "shapes3d", "moving_mnist",
+        # "spoken_digits" (data.sources.SOURCES)
+        source="tfds",
         name="mnist",  # TFDS name (for "shapes3d": a data.shapes3d.DATASETS name)
         split="train",
         data_dir="",  # TFDS directory; "" -> $TFDS_DATA_DIR or TFDS's default
@@ -41,6 +43,7 @@ def base() -> ml_collections.ConfigDict:
         batch_size=128,  # global, over all hosts and devices
         image_size=28,
         channels=1,
+        frames=0,  # > 0: clips (T, H, W, C) of this many frames (video); 0: images
         downsample=1,  # > 1: average f x f blocks of the source images (28x28 -> 14x14 at 2)
         flip=False,
         num_threads=2,

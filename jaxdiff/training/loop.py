@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from jaxdiff import super_res
+from jaxdiff import latent, super_res
 from jaxdiff._cli import UsageError
 from jaxdiff.training import checkpoint as ckpt_lib
 from jaxdiff.training import components, summaries
@@ -62,7 +62,7 @@ def check_config(config) -> None:
         raise UsageError(
             f"--config.loss.label_dropout={config.loss.label_dropout}: must be in [0, 1)."
         )
-    if config.sample.guidance and not config.model.num_classes:
+    if config.sample.guidance and not config.model.num_classes and "latent" not in config:
         raise UsageError(
             f"--config.sample.guidance={config.sample.guidance}: guidance needs a "
             "class-conditional model (model.num_classes > 0); use 0."
@@ -77,6 +77,16 @@ def check_config(config) -> None:
         sr = super_res.settings(config)  # a super-resolution model's ``sr`` section
     except ValueError as e:
         raise UsageError(f"--config.{e}") from None
+    try:
+        lt = latent.settings(config)  # a latent (text / semantic-map) model's section
+    except ValueError as e:
+        raise UsageError(f"--config.{e}") from None
+    if lt is not None and config.train.sample_every:
+        raise UsageError(
+            f"--config.train.sample_every={config.train.sample_every}: a latent model draws "
+            "no in-run grids (they need prompts or maps); use 0 and sample with "
+            "python -m jaxdiff.sample --prompt=..."
+        )
     if sr is not None and config.train.sample_every:
         raise UsageError(
             f"--config.train.sample_every={config.train.sample_every}: a super-resolution "

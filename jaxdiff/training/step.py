@@ -50,6 +50,7 @@ def make_train_step(
     label_dropout: float = 0.0,
     grad_accum: int = 1,
     importance=None,
+    cond_keys: Sequence[str] = (),
 ) -> Callable:
     """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
 
@@ -68,13 +69,15 @@ def make_train_step(
       grad_accum: split the batch into this many micro-batches and sum their gradients.
       importance: ``(sample_fn, update_fn)`` of the losses module's importance sampling of
         t, with the state in ``state.importance``; None samples t inside the loss.
+      cond_keys: batch fields given to the model as conditioning under their own names
+        (e.g. a latent model's "tokens" and "semantic_map").
 
     Returns:
       ``train_step``; metrics: "loss" (mean over the batch), "grad_norm".
     """
 
     model_args = (apply_fn, process, noise_level, split_output)
-    micro_loss = _micro_loss(loss_fn, model_args, num_classes, label_dropout)
+    micro_loss = _micro_loss(loss_fn, model_args, num_classes, label_dropout, tuple(cond_keys))
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
     def train_step(state: state_lib.TrainState, batch: dict):
@@ -100,11 +103,12 @@ def make_train_step(
     return train_step
 
 
-def _micro_loss(loss_fn, model_args, num_classes, label_dropout) -> Callable:
+def _micro_loss(loss_fn, model_args, num_classes, label_dropout, cond_keys=()) -> Callable:
     """``(params, key, batch, t, w, step) -> (loss, metrics)`` of one (micro-)batch.
 
     ``model_args`` is ``(apply_fn, process, noise_level, split_output)`` of
-    :func:`make_model_fn`; labels are dropped to the null label with ``label_dropout``.
+    :func:`make_model_fn`; labels are dropped to the null label with ``label_dropout``;
+    the batch fields ``cond_keys`` are passed on as conditioning.
     """
     apply_fn, process, noise_level, split_output = model_args
 
@@ -113,6 +117,7 @@ def _micro_loss(loss_fn, model_args, num_classes, label_dropout) -> Callable:
         cond = {"step": step} if getattr(loss_fn, "needs_step", False) else {}
         if num_classes is not None:
             cond["label"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
+        cond.update((name, batch[name]) for name in cond_keys)
         model_fn = make_model_fn(
             apply_fn,
             params,

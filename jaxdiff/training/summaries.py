@@ -34,7 +34,14 @@ def make_grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:
 
 
 def save_grid(images, path: str, ncol: int | None = None, upscale: int = 1) -> np.ndarray:
-    """Writes :func:`make_grid` of ``images`` as a PNG (nearest-neighbour upscaled)."""
+    """Writes :func:`make_grid` of ``images`` as a PNG (nearest-neighbour upscaled).
+
+    Clips (N, T, H, W, C) are tiled one clip per row, its frames left to right.
+    """
+    if np.ndim(images) == 5:
+        images = np.asarray(images)
+        ncol = images.shape[1]
+        images = images.reshape(-1, *images.shape[2:])
     grid = make_grid(images, ncol)
     if upscale > 1:
         grid = grid.repeat(upscale, axis=0).repeat(upscale, axis=1)
