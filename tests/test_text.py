@@ -1,6 +1,7 @@
 """Text conditioning: the byte tokenizer, prompt checks (too long, out of grammar), the text
 encoder's padding mask, the empty prompt as the null condition, guidance over prompts."""
 
+import functools
 import warnings
 
 import jax
@@ -68,6 +69,7 @@ def test_a_token_after_the_end_would_change_the_output():
     assert float(jnp.abs(a[0, :14] - b[0, :14]).max()) > 1e-4
 
 
+@functools.cache  # one compile of init and apply for the tests that share it
 def conditioned_net():
     unet = models.create("unet_8x8", ch=8, num_groups=4, context_dim=16, attn_resolutions=(8,))
     net = ConditionedDenoiser(unet, TextEncoder(max_len=32, width=16, depth=1, num_heads=2))
