@@ -72,3 +72,18 @@ def check_student(distill, settings: dict) -> None:
             f"trailing spacing; got method={got[0]!r}, num_steps={got[1]}, "
             f"guidance={got[2]}, spacing={got[3]!r}."
         )
+
+
+def config_section(config, name: str, valid) -> dict | None:
+    """The fields of the optional section ``config.<name>`` as a dict, or None if absent.
+
+    Raises:
+      ValueError: a field not in ``valid`` (the message lists the valid ones).
+    """
+    if name not in config:
+        return None
+    fields = dict(config[name])
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise ValueError(f"{name}: unknown fields {unknown}; valid: {sorted(valid)}.")
+    return fields

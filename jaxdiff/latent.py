@@ -33,7 +33,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdiff import guidance, samplers
+from jaxdiff import _settings, guidance, samplers
 from jaxdiff._process import Process, expand_like
 from jaxdiff._types import Array, PRNGKey
 from jaxdiff.data.semantic_maps import MAPS
@@ -93,12 +93,9 @@ def settings(config) -> Settings | None:
     Raises:
       ValueError: an unknown field (listing the valid ones) or a value out of range.
     """
-    if "latent" not in config:
+    fields = _settings.config_section(config, "latent", FIELDS)
+    if fields is None:
         return None
-    fields = dict(config.latent)
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"latent: unknown fields {unknown}; valid: {sorted(FIELDS)}.")
     return Settings(**fields)
 
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdiff import samplers
+from jaxdiff import _settings, samplers
 from jaxdiff._process import Process, batch_time, expand_like
 from jaxdiff._types import Array, PRNGKey
 from jaxdiff.models.super_res import UPSAMPLERS, downsample_mean
@@ -92,12 +92,9 @@ def settings(config) -> Settings | None:
       ValueError: an unknown field (listing the valid ones), a value out of range, an image
         size not divisible by the factor, or a noise-level map infinite at s = 0.
     """
-    if "sr" not in config:
+    fields = _settings.config_section(config, "sr", FIELDS)
+    if fields is None:
         return None
-    fields = dict(config.sr)
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"sr: unknown fields {unknown}; valid: {sorted(FIELDS)}.")
     s = Settings(**fields)
     if config.data.image_size % s.factor:
         raise ValueError(

@@ -14,13 +14,16 @@ def key():
     return jax.random.key(0)
 
 
-@pytest.fixture
-def fast_compiles():
-    """Cheaper XLA compilation for small networks (restored afterwards).
-
-    Modules opt in with ``pytestmark = pytest.mark.usefixtures("fast_compiles")``.
-    """
+def _cheap_compiles():
+    """Cheaper XLA compilation for small networks while active (restored afterwards)."""
     previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)
+
+
+# Modules opt in with ``pytestmark = pytest.mark.usefixtures("fast_compiles")``, or with
+# "fast_module_compiles" when their module-scoped fixtures compile too (it is set up
+# before them).
+fast_compiles = pytest.fixture(_cheap_compiles, name="fast_compiles")
+fast_module_compiles = pytest.fixture(_cheap_compiles, scope="module", name="fast_module_compiles")

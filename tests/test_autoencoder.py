@@ -17,14 +17,7 @@ from jaxdiff.autoencoder import losses, model
 from jaxdiff.autoencoder import run as ae_run
 from jaxdiff.autoencoder import train as ae_train
 
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_module_compiles():
-    """conftest's fast_compiles for the module-scoped fixtures too (they come first)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_module_compiles")  # module fixtures compile too
 
 
 def test_kl_matches_the_closed_form_and_the_general_gaussian_kl():

@@ -18,13 +18,7 @@ from jaxdiff.training import components, restore
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_module_compiles():
-    """conftest's fast_compiles for the module-scoped fixtures too (they come first)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_module_compiles")  # module fixtures compile too
 
 
 def config(name, variant="smoke"):

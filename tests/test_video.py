@@ -21,16 +21,7 @@ from jaxdiff.evaluation import video_metrics
 from jaxdiff.models import video as video_models
 from jaxdiff.training import restore
 
-pytestmark = pytest.mark.usefixtures("fast_compiles")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_module_compiles():
-    """conftest's fast_compiles for the module-scoped fixtures too (they come first)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_module_compiles")
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdiff import _settings
 from jaxdiff.autoencoder import losses
 from jaxdiff.autoencoder.model import Autoencoder, sample_posterior
 from jaxdiff.training import checkpoint as ckpt_lib
@@ -33,12 +34,9 @@ LOSS_FIELDS = ("kl_weight", "ssim_weight", "scale_examples")
 
 def check_section(config) -> dict:
     """The ``autoencoder`` section as a dict, with unknown fields refused."""
-    section = config.autoencoder.to_dict()
-    unknown = sorted(set(section) - set(NETWORK_FIELDS) - set(LOSS_FIELDS))
-    if unknown:
-        raise ValueError(
-            f"autoencoder: unknown fields {unknown}; valid: {sorted(NETWORK_FIELDS + LOSS_FIELDS)}."
-        )
+    section = _settings.config_section(config, "autoencoder", NETWORK_FIELDS + LOSS_FIELDS)
+    if section is None:
+        raise ValueError("the config has no autoencoder section.")
     return section
 
 
