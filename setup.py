@@ -13,6 +13,8 @@ SERVE = [
     "prometheus-client>=0.20",
     "PyWavelets>=1.6",
 ]
+# Audio diffusion (jaxdiff.audio): mel spectrograms and Griffin-Lim (brings numba).
+AUDIO = ["librosa>=0.10"]
 TEST = [
     "pytest>=8",
     "pytest-xdist>=3",
@@ -27,11 +29,9 @@ TEST = [
     "httpx>=0.27",  # fastapi's TestClient
     *EXPORT,
     *SERVE,
+    *AUDIO,
 ]
 EVAL = ["scipy>=1.11"]
-# Audio diffusion (jaxdiff.audio): mel spectrograms and Griffin-Lim. Not in TEST (it brings
-# numba and llvmlite, ~100 MB); the audio tests skip without it, .ci/run installs it.
-AUDIO = ["librosa>=0.10"]
 NOTEBOOKS = ["matplotlib>=3.7", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"]
 DEV = ["ruff>=0.6", "mypy>=1.10"]
 
