@@ -48,7 +48,7 @@ print("small mode" if SMALL else "full size")
 
 # %%
 config = quickstart.load_config()
-config.train.update(num_steps=30 if SMALL else 1000, progress=False, sample_every=0)
+config.train.update(num_steps=10 if SMALL else 1000, progress=False, sample_every=0)
 workdir = tempfile.mkdtemp(prefix="quickstart_")
 start = time.time()
 state = loop.train(config, workdir)
@@ -102,21 +102,26 @@ plt.show()
 # bits per dimension of the 8-bit pixels (lower is better; 8 = uniform over 256 values).
 
 # %%
-images_u8 = sources.digits("test").images[: 8 if SMALL else 297]
-model_fn = denoiser.make_model_fn(net.apply, params, process, config.loss.noise_level)
+images_u8 = sources.digits("test").images[: 4 if SMALL else 297]
 untrained = components.init_params(config, net, jax.random.key(7))
-untrained_fn = denoiser.make_model_fn(net.apply, untrained, process, config.loss.noise_level)
-ode_options = dict(kind="eps", divergence="hutchinson", rtol=1e-4, atol=1e-4)
-results = {}
-for name, fn in [("trained", model_fn), ("untrained", untrained_fn)]:
-    bpd_ode, info = jax.jit(
-        lambda k, x, fn=fn: likelihood.ode_bits_per_dim(k, fn, process.continuous, x, **ode_options)
-    )(jax.random.key(2), images_u8)
-    x0 = jnp.asarray(images_u8, jnp.float32) / 127.5 - 1.0
-    bpd_vlb, _ = jax.jit(lambda k, x, fn=fn: likelihood.ddpm_vlb_bits_per_dim(k, fn, process, x))(
-        jax.random.key(3), x0
+tol = 1e-3 if SMALL else 1e-4  # CI runs the code path small
+ode_options = dict(kind="eps", divergence="hutchinson", rtol=tol, atol=tol)
+
+
+@jax.jit  # one compile serves both parameter sets
+def both_bounds(params, images_u8):
+    fn = denoiser.make_model_fn(net.apply, params, process, config.loss.noise_level)
+    bpd_ode, info = likelihood.ode_bits_per_dim(
+        jax.random.key(2), fn, process.continuous, images_u8, **ode_options
     )
-    results[name] = (float(bpd_ode.mean()), int(info["nfe"]), float(bpd_vlb.mean()))
+    x0 = jnp.asarray(images_u8, jnp.float32) / 127.5 - 1.0
+    bpd_vlb, _ = likelihood.ddpm_vlb_bits_per_dim(jax.random.key(3), fn, process, x0)
+    return bpd_ode.mean(), info["nfe"], bpd_vlb.mean()
+
+
+results = {}
+for name, p in [("trained", params), ("untrained", untrained)]:
+    results[name] = tuple(x.item() for x in both_bounds(p, images_u8))
     print(
         f"{name:9s}: ODE {results[name][0]:.3f} bits/dim ({results[name][1]} NFE), "
         f"DDPM bound {results[name][2]:.3f} bits/dim"
