@@ -18,12 +18,17 @@ frames a step); DDIM 50 (trailing spacing) for the grids and the samples.
 Expected: clips in which digits keep their identity and move smoothly; the measures and
 their values on real clips are in docs/video.md (not yet run: 20,000 steps, 11-14 hours on
 2 cores by the step's FLOPs, docs/video.md).
-``:smoke`` runs one tiny step on 4-frame clips.
+``:smoke`` runs one tiny step on 4-frame clips. ``:short`` is the recipe that fits 2 CPU
+cores: 8-frame clips and 6,000 steps (about half the FLOPs a step, about 1.7 hours on 2
+idle cores by the step's cost; not yet run), the same network and schedule::
+
+  timeout -s TERM 100m python -m jaxdiff.train --config=configs/moving_mnist.py:short \\
+      --workdir=runs/moving_mnist_short --config.data.data_dir=/path/to/tfds
 """
 
 from jaxdiff.training import config as base
 
-VARIANTS = ("smoke",)  # --config=configs/X.py:VARIANT
+VARIANTS = ("smoke", "short")  # --config=configs/X.py:VARIANT
 
 
 def get_config(arg=None):
@@ -38,6 +43,9 @@ def get_config(arg=None):
     c.train.update(num_steps=20_000, checkpoint_every=250, keep_every=2_000, sample_every=2_000)
     c.sample.update(method="ddim", num_steps=50, kind="v", num_samples=8)
     c.sample.options = dict(spacing="trailing")
+    if arg == "short":
+        c.data.update(frames=8)
+        c.train.update(num_steps=6_000, keep_every=1_000, sample_every=1_000)
     if arg == "smoke":
         c.data.update(name="moving_mnist_tiny", frames=4)
         return base.smoke(c, **dict(base.SMOKE_UNET, head_dim=None))

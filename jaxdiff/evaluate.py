@@ -159,9 +159,10 @@ def evaluate() -> None:
         # Inception features are kept (the classifier's are cheap and its weights may change)
         inception = FLAGS.features == "inception"
         cache = (os.path.join(root, "features"), "inception") if inception else None
+        shared = run_lib.shared_reference_dir() if inception else None
         results.update(
             run_lib.sample_metrics(
-                metrics, samples, reference[:n], feature_fn, logits_fn, asked, cache
+                metrics, samples, reference[:n], feature_fn, logits_fn, asked, cache, shared
             )
         )
     if "bpd" in metrics:

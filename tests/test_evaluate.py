@@ -139,3 +139,23 @@ def test_features_are_cached_under_the_images_hash(tmp_path):
     other[0, 0, 0, 0] ^= 1
     run_lib.cached_features(other, feature_fn, str(tmp_path), "toy", "f")
     assert len(calls) == 2 and len(os.listdir(tmp_path)) == 2
+
+
+def test_reference_features_are_shared_between_models(tmp_path, monkeypatch):
+    calls = []
+
+    def feature_fn(batch):
+        calls.append(batch.shape[0])
+        return jnp.mean(batch.reshape(batch.shape[0], -1), axis=1, keepdims=True)
+
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 256, (8, 4, 4, 1), dtype=np.uint8)
+    shared = str(tmp_path / "shared")
+    for model in ("teacher", "student"):
+        samples = rng.integers(0, 256, (8, 4, 4, 1), dtype=np.uint8)
+        cache = (str(tmp_path / model), "toy")
+        run_lib.sample_metrics(["fid"], samples, reference, feature_fn, None, None, cache, shared)
+    assert len(calls) == 3  # the reference once, each model's samples once
+    assert len(os.listdir(shared)) == 1 and len(os.listdir(tmp_path / "student")) == 1
+    monkeypatch.setenv("JAXDIFF_INCEPTION", str(tmp_path / "other_weights.npz"))
+    assert run_lib.shared_reference_dir() == str(tmp_path / "features_other_weights.npz")

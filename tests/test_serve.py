@@ -34,7 +34,7 @@ class FakeEngine:
     identifies its (seed, label), so lost, swapped or duplicated rows show."""
 
     num_classes, batch_sizes = 10, [1, 4, 16]
-    max_batch = 16
+    max_batch, stage_shapes = 16, [(28, 28, 1)]
 
     def __init__(self, delay: float = 0.0):
         self.delay, self.batches = delay, []
@@ -78,7 +78,7 @@ def client(engine=None, **server_args) -> TestClient:
 
 
 def test_a_requests_rows_in_a_batch_equal_the_lone_request():
-    engine = Engine(_smoke_run(), batch_sizes=(1, 4))
+    engine = Engine(_smoke_run(), batch_sizes=(4,))  # one compile: lone requests are padded
     seen = []
     lone = [
         engine.generate("ddim", 2, [s], [y], [w])
@@ -90,14 +90,15 @@ def test_a_requests_rows_in_a_batch_equal_the_lone_request():
         [5, 9, 11],
         [3, 1, 7],
         [0.25, 2.0, 0.0],
-        previews=[None, lambda step, x0: seen.append((step, x0.shape)), None],
+        previews=[None, lambda step, x0, stage: seen.append((stage, x0.shape)), None],
     )
     assert batch.shape == (3, 28, 28, 1) and batch.dtype == np.uint8
-    # XLA promises no bitwise equality across batch sizes: one uint8 level at most
+    # other rows beside it (padding or requests): one uint8 level at most (the sharded test
+    # below compares across batch sizes, where XLA promises no bitwise equality)
     for i, alone in enumerate(lone):
         assert np.abs(batch[i].astype(int) - alone[0].astype(int)).max() <= 1
     assert not np.array_equal(batch[0], batch[1])  # seeds, classes and w do reach the rows
-    assert seen and all(shape == (1, 28, 28, 1) for _, shape in seen)
+    assert seen and all(entry == (0, (1, 28, 28, 1)) for entry in seen)
     assert engine.padded_size(3) == 4
     with pytest.raises(ValueError, match="exceeds the largest batch size 4"):
         engine.padded_size(5)
@@ -335,6 +336,7 @@ def test_health_metrics_info_and_the_page():
     assert 'jaxdiff_requests_total{status="422"} 1.0' in metrics
     assert "jaxdiff_images 1.0" in metrics
     assert info["num_classes"] == 10 and info["quality"]["draft"]["num_steps"] == 8
+    assert info["image_shape"] == [28, 28, 1] and info["stage_shapes"] == [[28, 28, 1]]
     assert "EventSource" in page and "/v1/stream" in page
 
 

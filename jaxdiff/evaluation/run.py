@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from jaxdiff.evaluation import convert, inception_score, likelihood
 from jaxdiff.evaluation import fid as fid_lib
-from jaxdiff.evaluation import inception_score, likelihood
 from jaxdiff.training import components
 
 METRICS = ("fid", "kid", "is", "acc", "bpd")
@@ -139,8 +139,18 @@ def cached_features(images, feature_fn, cache_dir, kind: str, desc: str) -> np.n
     return features
 
 
+def shared_reference_dir() -> str:
+    """A folder beside the Inception weights for test-set features every model can reuse.
+
+    The features depend only on the images and the weights; the folder is named after the
+    weights file, so other weights (a test's random ones) never read these.
+    """
+    weights = convert.default_path()
+    return os.path.join(os.path.dirname(weights), "features_" + os.path.basename(weights))
+
+
 def sample_metrics(
-    metrics, samples, reference, feature_fn, logits_fn, labels=None, cache=None
+    metrics, samples, reference, feature_fn, logits_fn, labels=None, cache=None, reference_dir=None
 ) -> dict:
     """FID / KID / IS / accuracy of uint8 ``samples`` against uint8 ``reference`` images.
 
@@ -151,6 +161,8 @@ def sample_metrics(
       feature_fn, logits_fn: from :func:`feature_and_logit_fns`.
       labels: the (N,) classes the samples were asked for ("acc" needs them).
       cache: (directory, kind) to keep features in (:func:`cached_features`), or None.
+      reference_dir: where the reference images' features are kept (default: ``cache``'s
+        directory), e.g. one folder shared by every model scored against the same test set.
 
     Returns:
       {"fid", "kid", "kid_std", "is", "is_std", "acc"}: those of ``metrics``.
@@ -159,7 +171,9 @@ def sample_metrics(
     if {"fid", "kid"} & set(metrics):
         where, kind = cache or (None, "")
         f_fake = cached_features(samples, feature_fn, where, kind, "features: samples")
-        f_real = cached_features(reference, feature_fn, where, kind, "features: test images")
+        f_real = cached_features(
+            reference, feature_fn, reference_dir or where, kind, "features: test images"
+        )
         if "fid" in metrics:
             out["fid"] = fid_lib.fid_from_features(f_real, f_fake)
         if "kid" in metrics:

@@ -3,10 +3,11 @@
 
 Binds 127.0.0.1 by default. Any other --host needs a bearer token (--token or the
 ``JAXDIFF_SERVE_TOKEN`` environment variable): the command refuses to start without one.
-Requests are batched (--batch_sizes, --max_wait_ms), capped (--max_images, --max_steps,
---max_guidance, --max_queue), watermarked (--watermark_key) and filtered (--blocked_words,
---blocked_classes with --classifier_dir). docs/serving.md has the endpoints and the load
-test. Example::
+With --sr (repeatable) it serves a cascade: the model, then each super-resolution stage,
+previews streamed stage by stage. Requests are batched (--batch_sizes, --max_wait_ms),
+capped (--max_images, --max_steps, --max_guidance, --max_queue), watermarked
+(--watermark_key) and filtered (--blocked_words, --blocked_classes with --classifier_dir).
+docs/serving.md has the endpoints and the load test. Example::
 
   python -m jaxdiff.serve --pretrained=mnist --port=8000
   curl -s localhost:8000/v1/generate -d '{"label": 7, "quality": "draft"}'
@@ -47,6 +48,13 @@ flags.DEFINE_list(
     flag_values=FLAGS,
 )
 flags.DEFINE_string("classifier_dir", None, "The in-repo classifier (filter).", flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    "sr",
+    [],
+    "Super-resolution stages after the model (run directory or shipped name), in order: "
+    "serves the cascade, previews streamed stage by stage.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_bool("warmup", True, "Compile the default program before serving.", flag_values=FLAGS)
 _cli.define_verbose(FLAGS)
 
@@ -71,15 +79,32 @@ def check_flags() -> None:
     )
 
 
+def build_engine(run, batch_sizes: list[int]):
+    """An Engine of ``run``, or a CascadeEngine when --sr names super-resolution stages."""
+    from jaxdiff.serve.engine import Engine
+
+    if not FLAGS.sr:
+        return Engine(run, batch_sizes=batch_sizes)
+    from jaxdiff import cascade
+    from jaxdiff.serve.cascade_engine import CascadeEngine
+
+    stages = []
+    for spec in FLAGS.sr:
+        model = cascade.load_model(spec)
+        if "sr" not in model.config:
+            raise ValueError(f"--sr={spec}: not a super-resolution model (no sr config section).")
+        stages.append(cascade.Stage(model))
+    return CascadeEngine(run, stages, batch_sizes=batch_sizes)
+
+
 def build_server():
     """The :class:`~jaxdiff.serve.app.Server` the flags describe."""
     from jaxdiff.serve import app as app_lib
     from jaxdiff.serve import limits, safety_hooks
-    from jaxdiff.serve.engine import Engine
 
     run = _cli.load_model_run(FLAGS.workdir, FLAGS.pretrained)
     name = FLAGS.pretrained or os.path.basename(FLAGS.workdir.rstrip("/"))
-    engine = Engine(run, batch_sizes=[int(s) for s in FLAGS.batch_sizes])
+    engine = build_engine(run, [int(s) for s in FLAGS.batch_sizes])
     lim = limits.Limits(
         max_images=FLAGS.max_images,
         max_steps=FLAGS.max_steps,

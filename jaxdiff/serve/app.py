@@ -4,8 +4,9 @@ Endpoints:
   POST /v1/generate  JSON :class:`~jaxdiff.serve.limits.GenerateRequest` -> JSON with one
                      base64 PNG per image (null where the content filter withheld it).
   GET  /v1/stream    the same fields as query parameters -> server-sent events:
-                     ``preview`` (step, row, png) as the sampler goes, then ``image`` per
-                     row and ``done``; an ``error`` event if the batch fails.
+                     ``preview`` (step, row, png, stage) as the sampler goes (a cascade's
+                     stages in turn, lowest resolution first), then ``image`` per row
+                     and ``done``; an ``error`` event if the batch fails.
   GET  /v1/info      the model, its classes, the limits and the quality presets.
   GET  /healthz      liveness and queue depth.
   GET  /metrics      Prometheus text.
@@ -38,7 +39,6 @@ from jaxdiff.serve import limits as limits_lib
 from jaxdiff.serve import metrics as metrics_lib
 from jaxdiff.serve.batcher import Batcher, QueueFull
 from jaxdiff.serve.limits import Limits, RequestError
-from jaxdiff.training import components
 
 LOG = logging.getLogger("jaxdiff.serve")
 PAGE = os.path.join(os.path.dirname(__file__), "page.html")
@@ -213,8 +213,8 @@ async def _stream_events(server: Server, work):
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
 
-    def preview(step, row, x0):  # called from the engine's thread
-        loop.call_soon_threadsafe(queue.put_nowait, (step, row, x0))
+    def preview(step, row, x0, stage=0):  # called from the engine's thread
+        loop.call_soon_threadsafe(queue.put_nowait, (step, row, x0, stage))
 
     start = time.monotonic()
     task = asyncio.ensure_future(server.generate(work, preview))
@@ -224,10 +224,10 @@ async def _stream_events(server: Server, work):
         if not getter.done():
             getter.cancel()
             continue
-        step, row, x0 = getter.result()
+        step, row, x0, stage = getter.result()
         ((png, _),) = await server.finish(to_uint8(x0))
         if png is not None:
-            yield _sse("preview", {"step": step, "row": row, "png": png})
+            yield _sse("preview", {"step": step, "row": row, "png": png, "stage": stage})
     try:
         results = task.result()
     except RequestError as e:
@@ -270,7 +270,8 @@ def _info(server: Server) -> dict:
         "model": server.name,
         "num_classes": e.num_classes,
         "class_names": server.class_names,
-        "image_shape": list(components.example_shape(e.config, 1)[1:]),
+        "image_shape": list(e.stage_shapes[-1]),
+        "stage_shapes": [list(shape) for shape in e.stage_shapes],
         "default": {"method": method, "num_steps": num_steps, "guidance": e.config.sample.guidance},
         "quality": {k: {"method": m, "num_steps": n} for k, (m, n) in limits_lib.QUALITY.items()},
         "limits": {

@@ -18,7 +18,8 @@ import numpy as np
 
 from jaxdiff.serve.limits import Work
 
-# (step, row of the request, x0 (1, H, W, C) in [-1, 1]) -> None, called from the worker
+# (step, row of the request, x0 (1, H, W, C) in [-1, 1], cascade stage) -> None, called
+# from the worker
 RowPreview = Callable[[int, int, np.ndarray], None]
 
 
@@ -172,4 +173,4 @@ class Batcher:
 def _row_preview(preview: RowPreview | None, row: int):
     if preview is None:
         return None
-    return lambda step, x0: preview(step, row, x0)
+    return lambda step, x0, stage=0: preview(step, row, x0, stage)

@@ -25,7 +25,7 @@ from jaxdiff import denoiser, guidance, samplers
 from jaxdiff.evaluation.run import to_uint8
 from jaxdiff.training import components
 
-# (step, x0 rows (n, H, W, C) in [-1, 1]) -> None: one request's preview
+# (step, x0 rows (n, H, W, C) in [-1, 1], stage=) -> None: one request's preview
 PreviewFn = Callable[[int, np.ndarray], None]
 
 
@@ -53,6 +53,12 @@ class Engine:
         self._settings: dict[tuple, tuple[str, int, dict]] = {}
         self._lock = threading.Lock()  # one batch at a time: previews route by row
         self._rows: list[PreviewFn | None] = []
+        self._stage = 0  # the cascade stage being sampled (previews carry it)
+
+    @property
+    def stage_shapes(self) -> list[tuple[int, ...]]:
+        """(H, W, C) of each stage's images, the served (last) one last."""
+        return [tuple(components.example_shape(self.config, 1)[1:])]
 
     @property
     def max_batch(self) -> int:
@@ -88,7 +94,8 @@ class Engine:
           seeds: (n,) int seeds, one per image.
           labels: (n,) classes in [0, num_classes) (ignored by an unconditional model).
           weights: (n,) guidance weights >= 0.
-          previews: (n,) callbacks ``fn(step, x0 (1, H, W, C))`` or None per row.
+          previews: (n,) callbacks ``fn(step, x0 (1, H, W, C), stage=0)`` or None per row
+            (``stage``: which model of a cascade made the estimate).
         """
         method, num_steps, options = self.settings(method, num_steps)
         n = len(seeds)
@@ -97,13 +104,16 @@ class Engine:
         args = (pad(seeds, np.int32), pad(labels, np.int32), pad(weights, np.float32))
         program = self._program(method, num_steps, b, tuple(sorted(options.items())))
         with self._lock:
-            self._rows = list(previews or [None] * n)
+            self._rows, self._stage = list(previews or [None] * n), 0
             try:
-                images = program(self.params, *args)
-                images = np.asarray(jax.device_get(images))[:n]
+                images = np.asarray(jax.device_get(self._run_stages(program, *args)))[:n]
             finally:
                 self._rows = []
         return to_uint8(images)
+
+    def _run_stages(self, program, seeds, labels, weights) -> jax.Array:
+        """The padded batch's images (b, H, W, C) in [-1, 1] (a cascade adds its stages)."""
+        return program(self.params, seeds, labels, weights)
 
     def _preview(self, step, t, x0) -> None:
         """Host side of the samplers' preview callback: row i goes to its request."""
@@ -111,7 +121,7 @@ class Engine:
         x0 = np.asarray(x0)
         for i, fn in enumerate(self._rows):
             if fn is not None:
-                fn(int(step), np.clip(x0[i : i + 1], -1.0, 1.0))
+                fn(int(step), np.clip(x0[i : i + 1], -1.0, 1.0), stage=self._stage)
 
     def _program(self, method: str, num_steps: int, batch: int, options: tuple) -> Callable:
         key = (method, num_steps, batch, options)
