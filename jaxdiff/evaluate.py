@@ -65,12 +65,20 @@ flags.DEFINE_enum(
     flag_values=FLAGS,
 )
 flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    "option",
+    [],
+    "A sampler option KEY=VALUE, repeatable (e.g. sigma_min=0.8 for two consistency "
+    "steps); it joins the shard folder's name.",
+    flag_values=FLAGS,
+)
 _cli.define_verbose(FLAGS)
 
 
 def preflight(metrics: list[str]) -> None:
     """Checks counts, weights and folders before any sampling (minutes saved on a mistake)."""
     from jaxdiff.evaluation import convert
+    from jaxdiff.evaluation import run as run_lib
 
     _cli.require(FLAGS.num_samples >= 2, f"--num_samples={FLAGS.num_samples}: must be >= 2.")
     _cli.require(FLAGS.shard_size >= 1, f"--shard_size={FLAGS.shard_size}: must be >= 1.")
@@ -93,6 +101,10 @@ def preflight(metrics: list[str]) -> None:
             raise ValueError(
                 "--quantize=int8 needs qwix: pip install 'jaxdiff[export]' (or pip install qwix)."
             )
+    try:
+        run_lib.parse_options(FLAGS.option)
+    except ValueError as e:
+        raise _cli.UsageError(f"--option: {e}") from None
     if FLAGS.pretrained:
         _cli.check_pretrained(FLAGS.pretrained)
         return
@@ -140,13 +152,21 @@ def evaluate() -> None:
     s = run.config.sample
     method, num_steps = FLAGS.method or s.method, FLAGS.num_steps or s.num_steps
     w = s.guidance if FLAGS.guidance is None else FLAGS.guidance
-    out_dir = os.path.join(root, run_lib.tag_for(method, num_steps, w, params_tag))
+    options = run_lib.parse_options(FLAGS.option)
+    tag = run_lib.tag_for(method, num_steps, w, params_tag, options)
+    out_dir = os.path.join(root, tag)
     results = {"step": run.step, "method": method, "num_steps": num_steps, "guidance": w}
     reference, labels = run_lib.reference_images(run.config, max(FLAGS.num_samples, FLAGS.num_bpd))
     if set(metrics) - {"bpd"}:
         sample_fn = jax.jit(
             components.make_sampler(
-                run.config, run.net, run.process, method=method, num_steps=num_steps, guidance=w
+                run.config,
+                run.net,
+                run.process,
+                method=method,
+                num_steps=num_steps,
+                guidance=w,
+                **options,
             )
         )
         labels_fn = run_lib.labels_for(run.config)

@@ -127,6 +127,7 @@ CASES = [
     ("evaluate", ["--workdir={U}", "--shard_size=0"], 2, "must be >= 1"),
     ("evaluate", ["--workdir={T}/none", "--metrics=bpd"], 1, "no checkpoints folder there"),
     ("evaluate", ["--workdir={U}", "--features=pixels"], 2, "features"),
+    ("evaluate", ["--workdir={U}", "--metrics=bpd", "--option=sigma_min"], 2, "not KEY=VALUE"),
     ("evaluate", ["--metrics=bpd"], 2, "give exactly one of --workdir"),
     ("evaluate", ["--pretrained=nope", "--metrics=bpd"], 2, "no such shipped model; valid"),
     (

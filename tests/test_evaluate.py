@@ -159,3 +159,14 @@ def test_reference_features_are_shared_between_models(tmp_path, monkeypatch):
     assert len(os.listdir(shared)) == 1 and len(os.listdir(tmp_path / "student")) == 1
     monkeypatch.setenv("JAXDIFF_INCEPTION", str(tmp_path / "other_weights.npz"))
     assert run_lib.shared_reference_dir() == str(tmp_path / "features_other_weights.npz")
+
+
+def test_sampler_options_are_parsed_and_name_their_shards():
+    options = run_lib.parse_options(["sigma_min=0.8", "spacing=trailing", "clip_x0=1"])
+    assert options == {"sigma_min": 0.8, "spacing": "trailing", "clip_x0": 1}
+    assert run_lib.tag_for("consistency", 2, 0.0, "ema", options) == (
+        "consistency_2_w0_ema_clip_x01_sigma_min0.8_spacingtrailing"
+    )
+    assert run_lib.tag_for("ddim", 50, 0.25, "shipped") == "ddim_50_w0.25_shipped"
+    with pytest.raises(ValueError, match="not KEY=VALUE"):
+        run_lib.parse_options(["sigma_min"])

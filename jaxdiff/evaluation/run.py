@@ -234,9 +234,38 @@ def check_metrics(names) -> list[str]:
     return list(names)
 
 
-def tag_for(method: str, num_steps: int, guidance: float, params: str) -> str:
-    """The shard folder name of one sampler setting."""
-    return f"{method}_{num_steps}_w{guidance:g}_{params}"
+def tag_for(method: str, num_steps: int, guidance: float, params: str, options=None) -> str:
+    """The shard folder name of one sampler setting (``options``: {name: value} that
+    change the samples, e.g. {"sigma_min": 0.8} -> ``..._sigma_min0.8``)."""
+    items = sorted((options or {}).items())
+    extra = "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in items)
+    return f"{method}_{num_steps}_w{guidance:g}_{params}{extra}"
+
+
+def parse_options(pairs) -> dict:
+    """{name: value} of ``KEY=VALUE`` strings; values become int, float, bool or str.
+
+    Raises:
+      ValueError: a string without ``=`` or with an empty name.
+    """
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{pair!r} is not KEY=VALUE (e.g. sigma_min=0.8).")
+        options[key.strip()] = _option_value(text.strip())
+    return options
+
+
+def _option_value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def labels_for(config):
