@@ -20,3 +20,4 @@ $PY -m benchmarks.quality_vs_nfe --workdir=/tmp/jaxdiff_qnfe_smoke --preset=unet
   --train_steps=40 --batch=32 --log_every=20 --num_samples=256 --sample_batch=256 \
   --limit=5000 --classifier_steps=200 --settings ddim_10 ddim_20 heun_9 dpmpp_10 \
   --out=$R/quality_vs_nfe_cpu_smoke$S.json
+$PY -m benchmarks.compile_cache --conditions=idle --out=$R/compile_cache_cpu$S.json

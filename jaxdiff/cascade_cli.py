@@ -237,7 +237,7 @@ def write(images: np.ndarray, labels, path: str) -> None:
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     _cli.check_writable_file(FLAGS.out, "--out")
     stages = build_stages()
     low, labels = (None, None) if FLAGS.input is None else read_input(FLAGS.input, stages[0])

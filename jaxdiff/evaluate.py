@@ -195,7 +195,7 @@ def evaluate() -> None:
 
 def run() -> None:
     # before JAX starts its backends; int8 convolutions are slow under the conv flag
-    _xla_flags.apply_cpu_defaults(int8=FLAGS.quantize == "int8")
+    _xla_flags.prepare(int8=FLAGS.quantize == "int8")
     evaluate()
 
 

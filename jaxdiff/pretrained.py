@@ -328,7 +328,7 @@ def main(argv=None) -> None:
     p.add_argument("--guidance", type=float, default=None, help="default guidance w")
     p.add_argument("--out_dir", default=WEIGHTS_DIR)
     args = p.parse_args(argv)
-    _xla_flags.apply_cpu_defaults()
+    _xla_flags.prepare()
     from jaxdiff.training import restore
 
     notes = {}

@@ -103,7 +103,7 @@ def score(samples: np.ndarray, seed: int = 0) -> dict:
 
 def run() -> None:
     _cli.require(FLAGS.num_samples >= 2, f"--num_samples={FLAGS.num_samples}: must be >= 2.")
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     import jax
 
     from jaxdiff.training import components, loop, summaries

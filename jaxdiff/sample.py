@@ -120,7 +120,7 @@ def check_sampling_flags(config, num_samples, num_steps, guidance, label, method
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     _cli.require(
         FLAGS.out.endswith(OUTPUTS),
         f"--out={FLAGS.out}: must end in .png or .npz (or .gif for a video run, .wav for an "

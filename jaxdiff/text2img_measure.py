@@ -152,7 +152,7 @@ flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()
+    _xla_flags.prepare()
     import jax
 
     from jaxdiff import text2img

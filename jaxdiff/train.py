@@ -133,7 +133,7 @@ def initialize_distributed() -> None:
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     initialize_distributed()
     if "autoencoder" in FLAGS.config:  # a latent-diffusion autoencoder (its own loop)
         from jaxdiff.autoencoder import train as autoencoder_train

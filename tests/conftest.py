@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# the entry points' persistent compilation cache stays off in tests (and their
+# subprocesses): a test's compile counts and timings do not depend on earlier runs
+os.environ.setdefault("JAXDIFF_COMPILATION_CACHE", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -66,3 +66,28 @@ def test_flag_moves_convolutions_off_ynnpack_after_importing_jax(apply):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == str(not apply)
+
+
+CACHED_RUN = """
+import os, jax, jax.numpy as jnp
+from jaxdiff import _xla_flags
+_xla_flags.prepare()
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # cache even this one
+jax.jit(lambda x: jnp.sin(x) * 2.0)(jnp.ones(3)).block_until_ready()
+print(jax.config.jax_compilation_cache_dir)
+"""
+
+
+def test_the_compilation_cache_is_on_in_entry_points_and_can_be_turned_off(tmp_path):
+    assert _xla_flags.enable_compilation_cache({"JAXDIFF_COMPILATION_CACHE": "0"}) is None
+    for env, where in (
+        ({"JAXDIFF_COMPILATION_CACHE": str(tmp_path / "mine")}, tmp_path / "mine"),
+        ({"JAXDIFF_CACHE": str(tmp_path)}, tmp_path / "xla"),  # the default folder
+    ):
+        run_env = {k: v for k, v in os.environ.items() if not k.startswith("JAXDIFF_")}
+        out = subprocess.run(
+            [sys.executable, "-c", CACHED_RUN], cwd=REPO, env={**run_env, **env},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split()[-1] == str(where) and os.listdir(where)  # a program landed

@@ -37,7 +37,7 @@ flags.mark_flags_as_required(["action", "workdir"], flag_values=FLAGS)
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()
+    _xla_flags.prepare()
     from jaxdiff.autoencoder import cache
     from jaxdiff.autoencoder import run as ae_run
 

@@ -29,7 +29,7 @@ flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     from jaxdiff.distill import consistency_run, rounds
 
     method = FLAGS.config.get("method", "progressive")

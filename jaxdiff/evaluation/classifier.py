@@ -244,6 +244,10 @@ def main(argv):
     del argv
     from absl import flags
 
+    from jaxdiff import _xla_flags
+
+    _xla_flags.prepare()
+
     f = flags.FLAGS
     _, meta = train_classifier(f.dataset, f.workdir, f.data_dir, f.epochs, f.batch_size)
     print(json.dumps(meta))

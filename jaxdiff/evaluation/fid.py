@@ -441,5 +441,5 @@ def _run(args) -> None:
 
 
 if __name__ == "__main__":
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends (the command only)
+    _xla_flags.prepare()  # before JAX starts its backends (the command only)
     main()

@@ -109,7 +109,7 @@ flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     _cli.require(FLAGS.epochs >= 1, f"--epochs={FLAGS.epochs}: must be >= 1.")
     _cli.require(FLAGS.batch_size >= 1, f"--batch_size={FLAGS.batch_size}: must be >= 1.")
     _, meta = train(

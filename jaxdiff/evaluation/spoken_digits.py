@@ -18,6 +18,7 @@ import json
 
 import numpy as np
 
+from jaxdiff import _xla_flags
 from jaxdiff.evaluation import classifier
 
 INPUT_SHAPE = (32, 32, 1)
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--samples", help="score: .npz of images and labels (jaxdiff.sample).")
     args = parser.parse_args(argv)
+    _xla_flags.prepare()
     if args.command == "train":
         if not args.data_dir:
             parser.error("train needs --data_dir (python -m jaxdiff.data.spoken_digits builds it)")

@@ -199,8 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_real", type=int, default=1000)
     parser.add_argument("--out", default=None, help="Write the numbers as JSON here too.")
     args = parser.parse_args(argv)
+    from jaxdiff import _xla_flags
     from jaxdiff.data import moving_mnist
     from jaxdiff.evaluation import classifier
+
+    _xla_flags.prepare()
 
     params, _ = classifier.load_classifier(args.classifier)
     features = classifier.logits_fn(params, data_range=(-1, 1), features=True)

@@ -104,7 +104,7 @@ def write_int8(fp32_path: str) -> None:
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()
+    _xla_flags.prepare()
     export()
 
 

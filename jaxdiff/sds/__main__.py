@@ -86,7 +86,7 @@ def check_paths() -> None:
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     check_paths()
     from jaxdiff.sds import io, optimize, prior
 

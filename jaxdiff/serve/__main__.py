@@ -126,7 +126,7 @@ def build_server():
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     import uvicorn
 
     from jaxdiff.serve import app as app_lib

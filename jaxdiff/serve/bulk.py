@@ -110,7 +110,7 @@ def manifest(out_dir: str, settings: dict, num_shards: int) -> dict:
 
 
 def run() -> None:
-    _xla_flags.apply_cpu_defaults()  # before JAX starts its backends
+    _xla_flags.prepare()  # before JAX starts its backends
     jax = start_distributed()
     from jax.experimental import multihost_utils
 
