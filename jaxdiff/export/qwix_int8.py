@@ -4,9 +4,9 @@ Two modes (``qwix.PtqProvider`` rules over every layer of the network):
 
 - ``"w8a8"``: int8 weights (per channel) and int8 activations (a dynamic range per
   example, asymmetric: min/max with a zero point) for every dense, einsum and convolution
-  layer but the first and last convolution, which stay in float (they hold 0.2% of the
-  weights and, quantised, half the error). qwix's PTQ computes a convolution in one type,
-  so convolutions need int8 activations too. The weights are ~3.9x smaller, and on a CPU
+  layer but :data:`FLOAT_LAYERS` (the first and last convolutions and the 1x1 shortcuts),
+  which stay in float. qwix's PTQ computes a convolution in one type,
+  so convolutions need int8 activations too. The weights are ~3.5x smaller, and on a CPU
   with int8 dot products the network runs faster than in fp32.
 - ``"dense"``: int8 weights of the dense and einsum layers only, with activations left
   in float. This covers attention and the time and label embeddings, but the U-Nets keep
@@ -29,8 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 MODES = ("w8a8", "dense")
-# the U-Nets' first and last convolutions: few weights, most of the int8 error
-FLOAT_LAYERS = "conv_in|conv_out"
+# left in float: the U-Nets' first and last convolutions, and the 1x1 shortcuts, whose
+# inputs (a concatenated skip connection in the up path) mix channels of unlike scales;
+# 3% of the weights, and quantised about half the error (docs/export.md)
+FLOAT_LAYERS = "conv_in|conv_out|.*shortcut"
 
 
 def rules(mode: str) -> list:
