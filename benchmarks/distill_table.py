@@ -108,10 +108,20 @@ def save(results: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
+ROW_ORDER = [f"teacher {m} {n}" for m, n in TEACHER] + [f"PD {k}" for k in STUDENT_STEPS]
+ROW_ORDER += [f"{kind} {k}" for kind in ("CD", "CT") for k in CONSISTENCY_STEPS]
+
+
+def ordered(results: dict) -> list[tuple[str, dict]]:
+    """The finished rows in the table's order (teacher, PD, CD, CT), not the order run."""
+    rank = {name: i for i, name in enumerate(ROW_ORDER)}
+    return sorted(results["rows"].items(), key=lambda item: rank.get(item[0], len(rank)))
+
+
 def report(results: dict) -> str:
     """The markdown table of the finished rows."""
     lines = ["| row | NFE | FID | wall time (min) |", "| --- | --- | --- | --- |"]
-    for name, r in results["rows"].items():
+    for name, r in ordered(results):
         lines.append(f"| {name} | {r['nfe']} | {r['fid']:.2f} | {r['wall_s'] / 60:.1f} |")
     return "\n".join(lines)
 
@@ -123,7 +133,7 @@ def picture(results: dict, path: str, per_class: int = 2) -> None:
     from jaxdiff.evaluation import run as run_lib
 
     strips = []
-    for name, r in results["rows"].items():
+    for name, r in ordered(results):
         images = run_lib.load_shards(r["shards"], 10 * per_class, 10 * per_class)[..., 0]
         grid = images.reshape(per_class, 10, 28, 28).transpose(0, 2, 1, 3)
         strips.append((name, grid.reshape(per_class * 28, 10 * 28)))
