@@ -76,7 +76,7 @@ def enable_compilation_cache(environ=os.environ) -> str | None:
     value = environ.get(CACHE_ENV, "")
     if value == "0":
         return None
-    configured = jax.config.jax_compilation_cache_dir
+    configured = getattr(jax.config, "jax_compilation_cache_dir", None)
     if configured:
         return configured
     if not value:

@@ -20,7 +20,7 @@ from jaxdiff.serve.limits import Work
 
 # (step, row of the request, x0 (1, H, W, C) in [-1, 1], cascade stage) -> None, called
 # from the worker
-RowPreview = Callable[[int, int, np.ndarray], None]
+RowPreview = Callable[[int, int, np.ndarray, int], None]
 
 
 class QueueFull(RuntimeError):

@@ -25,8 +25,8 @@ from jaxdiff import denoiser, guidance, samplers
 from jaxdiff.evaluation.run import to_uint8
 from jaxdiff.training import components
 
-# (step, x0 rows (n, H, W, C) in [-1, 1], stage=) -> None: one request's preview
-PreviewFn = Callable[[int, np.ndarray], None]
+# (step, x0 rows (n, H, W, C) in [-1, 1], cascade stage) -> None: one request's preview
+PreviewFn = Callable[[int, np.ndarray, int], None]
 
 
 class Engine:
@@ -94,8 +94,8 @@ class Engine:
           seeds: (n,) int seeds, one per image.
           labels: (n,) classes in [0, num_classes) (ignored by an unconditional model).
           weights: (n,) guidance weights >= 0.
-          previews: (n,) callbacks ``fn(step, x0 (1, H, W, C), stage=0)`` or None per row
-            (``stage``: which model of a cascade made the estimate).
+          previews: (n,) callbacks ``fn(step, x0 (1, H, W, C), stage)`` or None per row
+            (``stage``: which model of a cascade made the estimate, 0 for the first).
         """
         method, num_steps, options = self.settings(method, num_steps)
         n = len(seeds)
@@ -121,7 +121,7 @@ class Engine:
         x0 = np.asarray(x0)
         for i, fn in enumerate(self._rows):
             if fn is not None:
-                fn(int(step), np.clip(x0[i : i + 1], -1.0, 1.0), stage=self._stage)
+                fn(int(step), np.clip(x0[i : i + 1], -1.0, 1.0), self._stage)
 
     def _program(self, method: str, num_steps: int, batch: int, options: tuple) -> Callable:
         key = (method, num_steps, batch, options)
