@@ -5,6 +5,7 @@ form for Gaussians, jaxdiff's DDIM equals diffusers' DDIM loop on the same impor
 the Python-loop DDIM equals the scan one, and quality_vs_nfe resumes instead of redoing work.
 """
 
+import importlib.util
 import json
 import os
 
@@ -20,6 +21,7 @@ from benchmarks import (  # noqa: E402
     cpu_profile,
     fid_features,
     measure,
+    onnx_throughput,
     practices,
     quality_vs_nfe,
     sampling_throughput,
@@ -104,6 +106,24 @@ def test_sampling_throughput_ddim_matches_diffusers():
     assert result["ddim_max_rel_diff"] < 1e-3
     assert result["rows"]["jaxdiff_heun_3nfe"]["nfe"] == 3
     assert result["rows"]["jaxdiff_ddim_5"]["nfe"] == 5
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax2onnx") is None or importlib.util.find_spec("onnxruntime") is None,
+    reason="needs jax2onnx and onnxruntime (docs/export.md)",
+)
+def test_onnx_throughput_twin_sides_agree(tmp_path):
+    # All four sides on one network draw the same images: jaxdiff, diffusers and ONNX
+    # Runtime fp32 agree to float rounding (~1e-7 mean); an off-by-one noise level on the
+    # ONNX side (1000 t instead of diffusers' index 1000 t - 1) gives ~4e-3.
+    out = tmp_path / "onnx.json"
+    args = ["--model=", "--twin=tiny", "--batch=2", "--num_steps=5", "--repeats=1"]
+    onnx_throughput.main([*args, f"--out={out}"])
+    row = json.loads(out.read_text())["twin"]["rows"][0]
+    assert row["diffusers"]["mean_abs_diff_vs_jaxdiff"] < 1e-5
+    assert row["onnx_fp32"]["mean_abs_diff_vs_jaxdiff"] < 1e-5
+    assert 0 < row["onnx_int8"]["mean_abs_diff_vs_jaxdiff"] < 0.5
+    assert row["onnx_int8"]["images_per_s"] > 0
 
 
 def test_python_loop_ddim_equals_scan_ddim():
