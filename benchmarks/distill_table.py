@@ -36,33 +36,34 @@ CONSISTENCY_STEPS = (1, 2)
 TWO_STEP_SIGMA = 0.8
 
 
-def rows(args) -> list[dict]:
-    """Every row: {"name", "source" (evaluate's model flags), "flags", "root", "nfe"}."""
-    out = []
-    teacher_root = os.path.join(args.eval_dir, args.teacher)
-    for method, n in TEACHER:
-        out.append(
-            dict(
-                name=f"teacher {method} {n}",
-                source=[f"--pretrained={args.teacher}", f"--out_dir={args.eval_dir}"],
-                flags=[f"--method={method}", f"--num_steps={n}"],
-                root=teacher_root,
-                nfe=n,
-            )
-        )
-    for k in STUDENT_STEPS:
+def row_keys() -> list[tuple[str, str, int]]:
+    """(name, family, steps) of every row in the table's order; family is the teacher's
+    sampler method, "PD", "CD" or "CT"."""
+    keys = [(f"teacher {method} {n}", method, n) for method, n in TEACHER]
+    keys += [(f"PD {k}", "PD", k) for k in STUDENT_STEPS]
+    keys += [(f"{kind} {k}", kind, k) for kind in ("CD", "CT") for k in CONSISTENCY_STEPS]
+    return keys
+
+
+def row_spec(args, family: str, k: int) -> dict:
+    """{"source" (evaluate's model flags), "flags", "root"[, "done"]} of one row."""
+    if family == "PD":
         workdir = os.path.join(args.pd_dir, f"student_{k:04d}")
         done = os.path.join(args.pd_dir, "students.json")  # lists finished rounds only
-        row = dict(name=f"PD {k}", source=[f"--workdir={workdir}"], flags=[], nfe=k, done=done)
-        out.append(row)
-    for kind, workdir in (("CD", args.cd_dir), ("CT", args.ct_dir)):
-        for k in CONSISTENCY_STEPS:
-            flags = [f"--num_steps={k}"] + (
-                [f"--option=sigma_min={TWO_STEP_SIGMA}"] if k == 2 else []
-            )
-            out.append(
-                dict(name=f"{kind} {k}", source=[f"--workdir={workdir}"], flags=flags, nfe=k)
-            )
+        return dict(source=[f"--workdir={workdir}"], flags=[], done=done)
+    if family in ("CD", "CT"):
+        workdir = args.cd_dir if family == "CD" else args.ct_dir
+        flags = [f"--num_steps={k}"]
+        flags += [f"--option=sigma_min={TWO_STEP_SIGMA}"] if k == 2 else []
+        return dict(source=[f"--workdir={workdir}"], flags=flags)
+    source = [f"--pretrained={args.teacher}", f"--out_dir={args.eval_dir}"]
+    flags = [f"--method={family}", f"--num_steps={k}"]
+    return dict(source=source, flags=flags, root=os.path.join(args.eval_dir, args.teacher))
+
+
+def rows(args) -> list[dict]:
+    """Every row: {"name", "source" (evaluate's model flags), "flags", "root", "nfe"}."""
+    out = [dict(name=name, nfe=k, **row_spec(args, family, k)) for name, family, k in row_keys()]
     for r in out:
         r.setdefault("root", os.path.join(r["source"][0].split("=", 1)[1], "eval"))
     return out
@@ -108,8 +109,7 @@ def save(results: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
-ROW_ORDER = [f"teacher {m} {n}" for m, n in TEACHER] + [f"PD {k}" for k in STUDENT_STEPS]
-ROW_ORDER += [f"{kind} {k}" for kind in ("CD", "CT") for k in CONSISTENCY_STEPS]
+ROW_ORDER = [name for name, _, _ in row_keys()]
 
 
 def ordered(results: dict) -> list[tuple[str, dict]]:

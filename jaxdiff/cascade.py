@@ -40,8 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff import denoiser, parametrization, pretrained, samplers, super_res
-from jaxdiff import guidance as guidance_lib
+from jaxdiff import parametrization, pretrained, samplers, super_res
 from jaxdiff._process import batch_time
 from jaxdiff._types import Array, PRNGKey
 from jaxdiff.schedules import DiscreteSchedule
@@ -212,10 +211,7 @@ def _compiled(ref: _Ref, sampler: tuple, t_end: float, noised: bool, num: int, h
     config, net, process = ref.model.config, ref.model.net, ref.model.process
     method, num_steps, w, extra = sampler
     settings = components.sampler_settings(config, method, num_steps, w)
-    options = {**settings["options"], **dict(extra)}
-    learned, kind = bool(config.model.learn_sigma), config.sample.kind
-    if learned:
-        options["learned_variance"] = True
+    options, kind = components.sample_options(config, settings, extra), config.sample.kind
     if t_end > 0:
         options["t_end"] = t_end
     classes, w = components.num_classes(config), settings["guidance"]
@@ -226,11 +222,7 @@ def _compiled(ref: _Ref, sampler: tuple, t_end: float, noised: bool, num: int, h
     shape = (num, d.image_size, d.image_size, d.channels)
 
     def run(params, key, labels, low, level):
-        model_fn = denoiser.make_model_fn(
-            net.apply, params, process, config.loss.noise_level, split_output=learned
-        )
-        if classes and w:
-            model_fn = guidance_lib.cfg(model_fn, w, classes)
+        model_fn = components.guided_model_fn(config, net, process, params, w)
         cond = {"label": labels} if classes and has_labels else {}
         k_aug, k_sample = jax.random.split(key)
         if sr is not None:

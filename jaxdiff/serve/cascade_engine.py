@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxdiff import cascade, denoiser, samplers, super_res
-from jaxdiff import guidance as guidance_lib
+from jaxdiff import cascade, samplers, super_res
 from jaxdiff.serve.engine import Engine
 from jaxdiff.training import components
 
@@ -64,20 +63,13 @@ class CascadeEngine(Engine):
         """``sample(params, seeds (B,), labels (B,), low (B, h, w, C)) -> (B, H, W, C)``."""
         config, net, process = stage.model.config, stage.model.net, stage.model.process
         s = components.sampler_settings(config, stage.method, stage.num_steps, stage.guidance)
-        options = {**s["options"], **dict(stage.options)}
-        learned = bool(config.model.learn_sigma)
-        if learned:
-            options["learned_variance"] = True
+        options = components.sample_options(config, s, stage.options)
         if samplers.METHODS[s["method"]].stepper is not None:
             options.update(preview_fn=self._preview, preview_every=self.preview_every)
-        classes, w, level = components.num_classes(config), s["guidance"], stage.level()
+        classes, level = components.num_classes(config), stage.level()
 
         def sample(params, seeds, labels, low):
-            model_fn = denoiser.make_model_fn(
-                net.apply, params, process, config.loss.noise_level, split_output=learned
-            )
-            if classes and w:
-                model_fn = guidance_lib.cfg(model_fn, w, classes)
+            model_fn = components.guided_model_fn(config, net, process, params, s["guidance"])
             keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.key(seed), index))(seeds)
             k_aug, k_sample = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
             cond = _row_conditioning(k_aug, low, level, process)

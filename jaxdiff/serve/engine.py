@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxdiff import denoiser, guidance, samplers
+from jaxdiff import samplers
 from jaxdiff.evaluation.run import to_uint8
 from jaxdiff.training import components
 
@@ -131,21 +131,14 @@ class Engine:
 
     def _compile(self, method, num_steps, batch, options) -> Callable:
         config, net, process = self.config, self.run.net, self.run.process
-        learned = bool(config.model.learn_sigma)
-        if learned:
-            options["learned_variance"] = True
+        options = components.sample_options(config, {"options": options})
         shape = components.example_shape(config, batch)
         if samplers.METHODS[method].stepper is not None:  # ode_adaptive has no fixed steps
             options.update(preview_fn=self._preview, preview_every=self.preview_every)
 
         def sample(params, seeds, labels, weights):
-            model_fn = denoiser.make_model_fn(
-                net.apply, params, process, config.loss.noise_level, split_output=learned
-            )
-            cond = {}
-            if self.num_classes:
-                model_fn = guidance.cfg(model_fn, weights, self.num_classes)
-                cond["label"] = labels
+            model_fn = components.guided_model_fn(config, net, process, params, weights)
+            cond = {"label": labels} if self.num_classes else {}
             x, _ = samplers.sample(
                 seeds,
                 model_fn,

@@ -204,6 +204,37 @@ def sampler_settings(config, method=None, num_steps=None, guidance=None) -> dict
     return settings
 
 
+def sample_options(config, settings: dict, extra=None) -> dict:
+    """``samplers.sample``'s options: the settings', then ``extra``, then the network's
+    learned variance (``learned_variance=True`` when it predicts 2C channels)."""
+    options = {**settings["options"], **dict(extra or {})}
+    if config.model.learn_sigma:
+        options["learned_variance"] = True
+    return options
+
+
+def guided_model_fn(config, net, process, params, w=0.0):
+    """``model_fn(x, t, **cond)`` of a run's network, guided when it should be.
+
+    Args:
+      config, net, process, params: the run's.
+      w: classifier-free guidance weight, a scalar or one per row (B,); a class-conditional
+        model is guided when w is per-row or nonzero.
+
+    Returns:
+      The model function (a ``(prediction, v)`` pair for a learned-variance network).
+    """
+    from jaxdiff import guidance as guidance_lib
+
+    model_fn = denoiser.make_model_fn(
+        net.apply, params, process, config.loss.noise_level, split_output=config.model.learn_sigma
+    )
+    classes = num_classes(config)
+    if classes and (np.ndim(w) or w):
+        model_fn = guidance_lib.cfg(model_fn, w, classes)
+    return model_fn
+
+
 def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=None, **options):
     """``sample(params, key, labels) -> images (N, H, W, C)`` with the configured sampler.
 
@@ -218,35 +249,23 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
       **options: passed to ``samplers.sample``; ``config.sample.options`` (e.g. ddim's
         spacing) apply only when ``method`` is the configured method.
     """
-    from jaxdiff import guidance as guidance_lib
     from jaxdiff import samplers
 
-    s = config.sample
     settings = sampler_settings(config, method, num_steps, guidance)
-    method, num_steps, w = settings["method"], settings["num_steps"], settings["guidance"]
-    options = {**settings["options"], **options}
-    learned = config.model.learn_sigma
-    if learned:
-        options["learned_variance"] = True
+    options = sample_options(config, settings, options)
 
     def sample(params, key, labels=None):
-        model_fn = denoiser.make_model_fn(
-            net.apply, params, process, config.loss.noise_level, split_output=learned
-        )
-        cond = {}
-        if num_classes(config):
-            if np.ndim(w) or w:
-                model_fn = guidance_lib.cfg(model_fn, w, num_classes(config))
-            cond["label"] = labels
-        shape = example_shape(config, labels.shape[0] if labels is not None else s.num_samples)
+        model_fn = guided_model_fn(config, net, process, params, settings["guidance"])
+        cond = {"label": labels} if num_classes(config) else {}
+        num = labels.shape[0] if labels is not None else config.sample.num_samples
         x, _ = samplers.sample(
             key,
             model_fn,
             process,
-            shape,
-            method=method,
-            num_steps=num_steps,
-            kind=s.kind,
+            example_shape(config, num),
+            method=settings["method"],
+            num_steps=settings["num_steps"],
+            kind=config.sample.kind,
             **options,
             **cond,
         )
