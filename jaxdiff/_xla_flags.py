@@ -11,7 +11,8 @@ everything else), ``benchmarks/xla_flags.py`` measured the MNIST U-Net's trainin
 
 Int8 convolutions (qwix W8A8, ``jaxdiff.evaluate --quantize=int8``) are the exception: the
 Eigen path has no fast int8 kernel, and a W8A8 sampler call ran ~21x slower with the flag
-than without; such runs pass ``int8=True`` and keep YNNPACK's convolutions.
+than without; such runs pass ``int8=True`` and keep YNNPACK's convolutions
+(``jaxdiff.evaluate`` then scores the int8 samples in a second process, with the flag).
 
 The flag is added only when all of these hold: ``int8`` is False,
 ``JAXDIFF_XLA_CPU_DEFAULTS`` is not ``0``, ``XLA_FLAGS`` does not already set it, and the

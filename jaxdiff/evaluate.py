@@ -20,9 +20,16 @@ Example::
       --features=classifier --classifier_dir=runs/mnist_classifier --num_samples=10000
   python -m jaxdiff.evaluate --pretrained=mnist --data_dir=/path/to/tfds \\
       --metrics=fid,acc --classifier_dir=runs/mnist_classifier --out_dir=runs/eval_mnist
+
+With --quantize=int8 on the CPU the command works in two processes: int8 convolutions are
+slow under jaxdiff's XLA:CPU convolution flag (``jaxdiff._xla_flags``) and Inception is
+slow without it, so this process draws the shards without the flag and a fresh one, with
+it, scores them (every shard is on disk by then, so nothing int8 runs there).
 """
 
 import os
+import subprocess
+import sys
 
 from absl import flags
 
@@ -128,7 +135,8 @@ def load_target():
     return run, tag, root
 
 
-def evaluate() -> None:
+def evaluate(score: bool = True) -> None:
+    """Samples, then (``score``) computes and writes the metrics."""
     import jax
 
     from jaxdiff.evaluation import run as run_lib
@@ -174,6 +182,8 @@ def evaluate() -> None:
         samples = run_lib.generate_samples(
             sample_fn, run.params, out_dir, n, labels_fn, shard, FLAGS.seed
         )
+        if not score:  # the shards are on disk; a fresh process scores them
+            return
         feature_fn, logits_fn = run_lib.feature_and_logit_fns(FLAGS.features, FLAGS.classifier_dir)
         asked = run_lib.shard_labels(labels_fn, n, shard)
         # Inception features are kept (the classifier's are cheap and its weights may change)
@@ -185,6 +195,8 @@ def evaluate() -> None:
                 metrics, samples, reference[:n], feature_fn, logits_fn, asked, cache, shared
             )
         )
+    if not score:  # bpd only: it is computed with the scores
+        return
     if "bpd" in metrics:
         n = FLAGS.num_bpd
         results.update(run_lib.bits_per_dim(run, reference[:n], labels[:n], FLAGS.seed))
@@ -193,15 +205,34 @@ def evaluate() -> None:
     print(run_lib.write_report(results, os.path.join(out_dir, name)))
 
 
-def run() -> None:
-    # before JAX starts its backends; int8 convolutions are slow under the conv flag
-    _xla_flags.prepare(int8=FLAGS.quantize == "int8")
-    evaluate()
+def scores_elsewhere(int8: bool, environ=os.environ) -> bool:
+    """True when an int8 run should score in a fresh process: the convolution flag that
+    int8 sampling leaves out would apply there (``_xla_flags.apply_cpu_defaults``)."""
+    return int8 and _xla_flags.apply_cpu_defaults(dict(environ))
+
+
+def scoring_command(argv: list[str], environ=os.environ) -> tuple[list[str], dict]:
+    """(command, environment) of the fresh process that scores with the flag on."""
+    env = dict(environ)
+    _xla_flags.apply_cpu_defaults(env)
+    return [sys.executable, "-m", "jaxdiff.evaluate", *argv], env
+
+
+def run(argv: list[str]) -> None:
+    int8 = FLAGS.quantize == "int8"
+    elsewhere = scores_elsewhere(int8)
+    _xla_flags.prepare(int8=int8)  # before JAX starts its backends
+    evaluate(score=not elsewhere)
+    if elsewhere:
+        print("int8 samples done; scoring them in a fresh process with the convolution flag")
+        command, env = scoring_command(argv)
+        subprocess.run(command, env=env, check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """The command (``argv`` without the program name; default ``sys.argv[1:]``)."""
-    _cli.run_absl(run, FLAGS, argv, "jaxdiff.evaluate", doc=__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _cli.run_absl(lambda: run(argv), FLAGS, argv, "jaxdiff.evaluate", doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,23 @@ def test_respects_the_users_own_setting_and_the_opt_out(measured_jaxlib):
     assert not _xla_flags.apply_cpu_defaults(int8, int8=True) and "XLA_FLAGS" not in int8
 
 
+def test_int8_evaluation_scores_in_a_fresh_process_with_the_flag(measured_jaxlib):
+    # int8 sampling runs without the flag; Inception then runs in a child that has it
+    from jaxdiff import evaluate
+
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert evaluate.scores_elsewhere(True, env)
+    assert not evaluate.scores_elsewhere(False, env)  # fp32 has the flag in-process
+    assert not evaluate.scores_elsewhere(True, {_xla_flags.OPT_OUT: "0"})  # opted out
+    argv = ["--pretrained=mnist", "--quantize=int8", "--num_samples=5000"]
+    command, child_env = evaluate.scoring_command(argv, env)
+    assert command == [sys.executable, "-m", "jaxdiff.evaluate", *argv]
+    assert _xla_flags.CPU_DEFAULTS in child_env["XLA_FLAGS"].split()
+    assert "--xla_force_host_platform_device_count=2" in child_env["XLA_FLAGS"]
+    assert not evaluate.scores_elsewhere(True, child_env)  # the child scores in place
+    assert _xla_flags.YNN_FLAG not in env["XLA_FLAGS"]  # the caller's environment untouched
+
+
 def test_leaves_unmeasured_jaxlib_alone(monkeypatch):
     # An unknown XLA flag aborts start-up, so versions it was not measured on get nothing.
     for version in [(0, 9), (0, 12), (1, 0), None]:
