@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The committed CPU results, in one go (about 10 minutes on 2 idle cores).
+# The committed CPU results, in one go (about 30 minutes on 2 idle cores).
 # Usage: benchmarks/run_cpu.sh [SUFFIX]   (run from the repository root; SUFFIX tags the files)
 set -euo pipefail
 PY=${PYTHON:-python}
@@ -21,3 +21,9 @@ $PY -m benchmarks.quality_vs_nfe --workdir=/tmp/jaxdiff_qnfe_smoke --preset=unet
   --limit=5000 --classifier_steps=200 --settings ddim_10 ddim_20 heun_9 dpmpp_10 \
   --out=$R/quality_vs_nfe_cpu_smoke$S.json
 $PY -m benchmarks.compile_cache --conditions=idle --out=$R/compile_cache_cpu$S.json
+if $PY -c "import jax2onnx, onnxruntime" 2>/dev/null; then  # the export extra (docs/export.md)
+  $PY -m benchmarks.onnx_throughput --model=mnist --twin=mnist_small --batch=16,64 --repeats=3 \
+    --out=$R/onnx_throughput_cpu$S.json
+else
+  echo "onnx_throughput skipped: needs jax2onnx and onnxruntime (docs/export.md)"
+fi
