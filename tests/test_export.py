@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff import pretrained, schedules
+from jaxdiff import denoiser, latent, pretrained, schedules
 from jaxdiff.export import onnx_export, ort_sampler
 from jaxdiff.samplers import grids
+from jaxdiff.text import prompts
 from jaxdiff.training import components, restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,13 +26,15 @@ needs_onnx = pytest.mark.skipif(
 )
 
 
-def smoke_run(config_name: str, seed: int = 0) -> restore.Run:
+def smoke_run(config_name: str, seed: int = 0, edit=None) -> restore.Run:
     """A smoke-sized network of a config, parameters randomised (the output layer starts at
-    zero, which would make every comparison trivial)."""
+    zero, which would make every comparison trivial); ``edit(config)`` changes it first."""
     spec = importlib.util.spec_from_file_location("cfg", os.path.join(REPO, "configs", config_name))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config("smoke")
+    if edit is not None:
+        edit(config)
     net, process = components.build_model(config), components.build_process(config)
     params = components.init_params(config, net, jax.random.key(seed))
     leaves, tree = jax.tree.flatten(params)
@@ -48,6 +51,18 @@ def unet_file(tmp_path_factory):
     run = smoke_run("mnist_release.py")
     path = str(tmp_path_factory.mktemp("onnx") / "unet.onnx")
     return run, onnx_export.export_model(run, path, source={"test": "unet"})
+
+
+@pytest.fixture(scope="module")
+def prompt_and_map_file(tmp_path_factory):
+    """A latent U-Net conditioned on a prompt and a semantic map (mnist_text2img:smoke with
+    a mask map added) exported to ONNX."""
+    if importlib.util.find_spec("jax2onnx") is None:
+        pytest.skip("needs jax2onnx")
+    add_map = lambda c: c.latent.update(semantic_map="mask", map_features=4)  # noqa: E731
+    run = smoke_run("mnist_text2img.py", edit=add_map)
+    path = str(tmp_path_factory.mktemp("onnx") / "text_map.onnx")
+    return run, onnx_export.export_model(run, path)
 
 
 @needs_onnx
@@ -82,6 +97,47 @@ def test_the_onnx_sampler_gives_jaxdiffs_images(unet_file, method, num_steps, gu
     )
     assert got.shape == want.shape and np.abs(want).max() > 0.1
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@needs_onnx
+def test_a_prompt_and_map_conditioned_graph_equals_jax(prompt_and_map_file):
+    run, path = prompt_and_map_file
+    meta = ort_sampler.OnnxDenoiser(path).meta
+    assert meta["inputs"] == ["x", "t", "tokens", "semantic_map"]
+    max_len = latent.settings(run.config).max_len
+    assert meta["conditions"]["tokens"]["null"] == prompts.null_tokens(max_len).tolist()
+    assert not meta["clip_output"] and meta["autoencoder"] == "runs/mnist_autoencoder"
+    for batch in (1, 4):
+        assert onnx_export.relative_error(run, path, batch=batch, seed=batch) <= 1e-4
+
+
+@needs_onnx
+def test_the_onnx_sampler_follows_prompts_and_maps_as_jaxdiff(prompt_and_map_file):
+    run, path = prompt_and_map_file
+    s, rng = latent.settings(run.config), np.random.default_rng(0)
+    x_init = rng.standard_normal((2, 7, 7, 4)).astype(np.float32)
+    texts = ["a thin seven", "a bold two on the left"]
+    maps = rng.integers(0, 2, (2, 28, 28, 1)).astype(np.float32)
+    cond = {"tokens": jnp.asarray(prompts.encode_prompts(texts, s.max_len)), "semantic_map": maps}
+    model_fn = denoiser.make_model_fn(
+        run.net.apply, run.params, run.process, run.config.loss.noise_level
+    )
+    options = components.sampler_settings(run.config, "ddim", 4, 2.0)["options"]
+    want = latent.sample(
+        jax.random.key(0), model_fn, run.process, x_init.shape, cond=cond,
+        null=latent.null_cond(s), w=2.0, decode=None, method="ddim", num_steps=4,
+        kind=run.config.sample.kind, x_init=jnp.asarray(x_init), **options,
+    )  # fmt: skip
+    onnx_model = ort_sampler.OnnxDenoiser(path)
+    got = onnx_model.sample(
+        x_init=x_init, prompt=texts, semantic_map=maps, method="ddim", num_steps=4, guidance=2.0
+    )
+    assert np.abs(np.asarray(want)).max() > 0.1
+    np.testing.assert_allclose(got, np.asarray(want), atol=1e-4)
+    with pytest.raises(ValueError, match="unconditional; pass label=None"):
+        onnx_model.sample(2, label=3)
+    with pytest.raises(ValueError, match="semantic_map must have shape"):
+        onnx_model.sample(2, prompt="a seven", semantic_map=np.zeros((14, 14, 1)))
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])

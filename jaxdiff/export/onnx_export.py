@@ -1,16 +1,20 @@
 """A model's denoiser as an ONNX graph (through jax2onnx), with what a sampler needs.
 
-The graph is ``denoise(x, t[, label]) -> prediction``: x (B, H, W, C) float32, t (B,)
-float32 times in [0, 1] (the noise-level mapping of ``config.loss.noise_level`` is inside
-the graph), label (B,) int32 for a class-conditional model (``num_classes`` is the null
-label of classifier-free guidance); the prediction is the network's raw output (B, H, W, C)
-of the kind ``metadata["kind"]`` ("eps", "x0" or "v"; 2C channels when the variance is
-learned). B is a symbolic axis: one file serves every batch size.
+The graph is ``denoise(x, t[, label][, tokens][, semantic_map]) -> prediction``: x
+(B, H, W, C) float32, t (B,) float32 times in [0, 1] (the noise-level mapping of
+``config.loss.noise_level`` is inside the graph), label (B,) int32 for a class-conditional
+model (``num_classes`` is the null label of classifier-free guidance), and for a latent
+model (:mod:`jaxdiff.latent`) a prompt's tokens (B, L) int32 (the text encoder is inside
+the graph) and/or a semantic map (B, H_map, W_map, 1) float32; the prediction is the
+network's raw output (B, H, W, C) of the kind ``metadata["kind"]`` ("eps", "x0" or "v"; 2C
+channels when the variance is learned). B is a symbolic axis: one file serves every batch
+size.
 
 The file's metadata (``metadata_props["jaxdiff"]``, JSON, written by
 :mod:`jaxdiff.export.graph`) holds :func:`sampler_metadata`: the format version, the input
-names, the image shape, the classes, the prediction kind, the default sampler, the source
-(model name and parameter hash) and, for a discrete schedule, the tables
+names, the image shape, the classes, the conditioning inputs with their null values, the
+prediction kind, the default sampler, the source (model name and parameter hash), a latent
+model's autoencoder run and, for a discrete schedule, the tables
 ``alphas_cumprod`` (N,) and ``log_alpha_bar`` (N + 1,) that the NumPy sampler of
 :mod:`jaxdiff.export.ort_sampler` steps with.
 
@@ -28,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff import _settings, denoiser
+from jaxdiff import _settings, denoiser, latent
 from jaxdiff.export import graph
 from jaxdiff.schedules import DiscreteSchedule
 from jaxdiff.training import components
@@ -37,26 +41,53 @@ FORMAT_VERSION = 1
 OUTPUT_NAME = "prediction"
 
 
-def input_names(config) -> list[str]:
-    """["x", "t"] plus "label" for a class-conditional model.
+def condition_specs(config) -> dict[str, dict]:
+    """The conditioning inputs after x and t: name -> {"shape" (per example), "dtype",
+    "null"} (the unconditional value classifier-free guidance pairs with it).
+
+    label (B,) int32 for a class-conditional model (null: ``num_classes``); for a latent
+    model (``config.latent``, :mod:`jaxdiff.latent`), tokens (B, max_len) int32 of a
+    prompt (null: the empty prompt) and/or semantic_map (B, size, size, 1) float32 (null:
+    zeros).
 
     Raises:
-      ValueError: a model conditioned on text context (not exportable yet).
+      ValueError: a network with a raw cross-attention context but no ``latent`` section
+        (nothing says how its context is made).
     """
-    if config.model.options.get("context_dim", 0):
-        raise ValueError("ONNX export of context (text) conditioning is not supported yet.")
-    return ["x", "t"] + (["label"] if components.num_classes(config) else [])
+    specs = {}
+    if components.num_classes(config):
+        specs["label"] = {"shape": [], "dtype": "int32", "null": int(config.model.num_classes)}
+    s = latent.settings(config)
+    if s is None and config.model.options.get("context_dim", 0):
+        raise ValueError(
+            "ONNX export of a raw context input is not supported: condition on prompts "
+            "through a config's latent section (jaxdiff.latent)."
+        )
+    for name, null in (latent.null_cond(s) if s else {}).items():
+        null = np.asarray(null)
+        value = null.tolist() if name == "tokens" else 0.0  # a zero map: stored as a scalar
+        specs[name] = {"shape": list(null.shape), "dtype": str(null.dtype), "null": value}
+    return specs
+
+
+def input_names(config) -> list[str]:
+    """["x", "t"] and the conditioning inputs of :func:`condition_specs`."""
+    return ["x", "t", *condition_specs(config)]
 
 
 def denoise_fn(config, net, params, process):
-    """``denoise(x, t[, label]) -> prediction``: the function the graph computes.
+    """``denoise(x, t, *conditions) -> prediction``: the function the graph computes.
 
-    Shapes: x (B, H, W, C), t (B,), label (B,) int32 -> (B, H, W, C or 2C).
+    Shapes: x (B, H, W, C), t (B,), then each of :func:`condition_specs` (B, ...) ->
+    (B, H, W, C or 2C).
     """
     model_fn = denoiser.make_model_fn(net.apply, params, process, config.loss.noise_level)
-    if components.num_classes(config):
-        return lambda x, t, label: model_fn(x, t, label=label)
-    return lambda x, t: model_fn(x, t)
+    names = list(condition_specs(config))
+
+    def denoise(x, t, *conditions):
+        return model_fn(x, t, **dict(zip(names, conditions, strict=True)))
+
+    return denoise
 
 
 def schedule_tables(process) -> dict:
@@ -90,6 +121,8 @@ def sampler_metadata(config, process, sampler: dict | None = None, source=None) 
         "output": OUTPUT_NAME,
         "image_shape": [d.image_size, d.image_size, d.channels],
         "num_classes": int(components.num_classes(config) or 0),
+        "conditions": condition_specs(config),
+        "autoencoder": latent_autoencoder(config),
         "kind": config.sample.kind,
         "learned_variance": bool(config.model.learn_sigma),
         "clip_output": config.data.source != "latents",
@@ -107,12 +140,18 @@ def student_record(config) -> dict | None:
     return {k: config.distill.get(k) for k in _settings.STUDENT_KEYS}
 
 
+def latent_autoencoder(config) -> str | None:
+    """The autoencoder run that decodes a latent model's samples (None: a pixel model)."""
+    s = latent.settings(config)
+    return (s.autoencoder or None) if s else None
+
+
 def input_specs(config) -> list:
     """jax2onnx input specs with the symbolic batch axis "B"."""
     d = config.data
     specs: list = [("B", d.image_size, d.image_size, d.channels), ("B",)]
-    if components.num_classes(config):
-        specs.append(jax.ShapeDtypeStruct(("B",), jnp.int32))
+    for spec in condition_specs(config).values():
+        specs.append(jax.ShapeDtypeStruct(("B", *spec["shape"]), jnp.dtype(spec["dtype"])))
     return specs
 
 

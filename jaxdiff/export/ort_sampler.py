@@ -31,6 +31,8 @@ from jaxdiff.export import graph
 METHODS = ("ddim", "dpm_solver++")
 FORMAT_VERSION = 1
 DPM_T_END = 1e-3  # jaxdiff's DPMSolverOptions.t_end
+# prompts of probe inputs and INT8 calibration (the MNIST caption grammar's words; "" null)
+PROBE_PROMPTS = ("a thin seven", "a bold two on the left", "a small slanted four", "")
 
 
 class OnnxDenoiser:
@@ -70,33 +72,53 @@ class OnnxDenoiser:
         """Number of classes (0: unconditional)."""
         return int(self.meta["num_classes"])
 
-    def raw(self, x: np.ndarray, t: np.ndarray, label=None) -> np.ndarray:
-        """The graph's prediction (B, H, W, C or 2C) at x (B, H, W, C), t (B,), label (B,)."""
+    @property
+    def conditions(self) -> dict[str, dict]:
+        """The conditioning inputs: name -> {"shape" (per example), "dtype", "null"}."""
+        if "conditions" in self.meta:
+            return self.meta["conditions"]
+        if not self.num_classes:  # files of the first exporter: a label at most
+            return {}
+        return {"label": {"shape": [], "dtype": "int32", "null": self.num_classes}}
+
+    def raw(self, x: np.ndarray, t: np.ndarray, label=None, **cond) -> np.ndarray:
+        """The graph's prediction (B, H, W, C or 2C) at x (B, H, W, C), t (B,) and the
+        conditioning inputs (label (B,), tokens (B, L), semantic_map (B, H, W, 1))."""
+        cond = {"label": label, **cond} if label is not None else cond
         feeds = {"x": np.asarray(x, np.float32), "t": np.asarray(t, np.float32)}
-        if self.num_classes:
-            feeds["label"] = np.asarray(label, np.int32)
+        for name, spec in self.conditions.items():
+            feeds[name] = np.asarray(cond[name], spec["dtype"])
         if self.recorder is not None:
             self.recorder.append(feeds)
         return self.session.run([self.meta["output"]], feeds)[0]
 
-    def prediction(self, x, level: int, label, guidance: float) -> np.ndarray:
-        """The guided prediction (B, H, W, C) at schedule level ``level`` (time level / N)."""
+    def prediction(self, x, level: int, cond: dict, guidance: float) -> np.ndarray:
+        """The guided prediction (B, H, W, C) at schedule level ``level`` (time level / N).
+
+        ``cond`` holds each conditioning input (B, ...); guidance pairs it with the null
+        values of :attr:`conditions`: (1 + w) p(x | cond) - w p(x | null).
+        """
         batch, channels = x.shape[0], x.shape[-1]
         t = np.full((batch,), level / self.meta["num_train_steps"], np.float32)
-        if not (self.num_classes and guidance):
-            return self.raw(x, t, label)[..., :channels]
-        null = np.full((batch,), self.num_classes, np.int32)
-        both = self.raw(
-            np.concatenate([x, x]), np.concatenate([t, t]), np.concatenate([label, null])
-        )
-        cond, uncond = both[:batch, ..., :channels], both[batch:, ..., :channels]
-        return (1.0 + guidance) * cond - guidance * uncond
+        if not (self.conditions and guidance):
+            return self.raw(x, t, **cond)[..., :channels]
+        both = {k: np.concatenate([v, self._null(k, v)]) for k, v in cond.items()}
+        out = self.raw(np.concatenate([x, x]), np.concatenate([t, t]), **both)
+        conditional, uncond = out[:batch, ..., :channels], out[batch:, ..., :channels]
+        return (1.0 + guidance) * conditional - guidance * uncond
+
+    def _null(self, name: str, value: np.ndarray) -> np.ndarray:
+        """The null value of a conditioning input, shaped like its (B, ...) value."""
+        null = np.asarray(self.conditions[name]["null"], value.dtype)
+        return np.broadcast_to(null, value.shape)
 
     def sample(
         self,
         num: int | None = None,
         label=None,
         *,
+        prompt=None,
+        semantic_map=None,
         x_init: np.ndarray | None = None,
         seed: int = 0,
         method: str | None = None,
@@ -109,6 +131,10 @@ class OnnxDenoiser:
         Args:
           num: number of images (default: x_init's batch).
           label: an int or (num,) ints in [0, num_classes) (default 0, 1, 2, ... cycling).
+          prompt: a text-conditioned model's prompt, one string or (num,) strings
+            (default: the empty prompt, the unconditional one).
+          semantic_map: a map-conditioned model's map (H_map, W_map, 1) or
+            (num, H_map, W_map, 1) in {0, 1} (default: the null, all-zero map).
           x_init: the starting noise (num, H, W, C) (default: N(0, I) from ``seed``, NumPy's
             generator, so not the noise JAX would draw).
           seed: seed of x_init when it is not given.
@@ -116,16 +142,21 @@ class OnnxDenoiser:
             (``meta["sampler"]``); method one of :data:`METHODS`.
           spacing: ddim's spacing of training steps ("trailing", "leading", "linspace").
 
+        Returns:
+          Images, or a latent model's latents (decode them with its autoencoder run,
+          ``meta["autoencoder"]``).
+
         Raises:
           ValueError: an unknown method, a label out of range, a shape mismatch, a model
-            without a discrete schedule, settings a distilled student is not valid for.
+            without a discrete schedule, settings a distilled student is not valid for, a
+            condition the model does not take, a prompt too long.
         """
         settings = self._settings(method, num_steps, guidance, spacing)
         x = self._initial(num, x_init, seed)
-        labels = self._labels(x.shape[0], label)
+        cond = self._conditioning(x.shape[0], label, prompt, semantic_map)
         levels = self.levels(settings["method"], settings["num_steps"], settings["spacing"])
         step = {"ddim": self._ddim, "dpm_solver++": self._dpm_solver_pp}[settings["method"]]
-        x = step(x, levels, labels, float(settings["guidance"]))
+        x = step(x, levels, cond, float(settings["guidance"]))
         return np.clip(x, -1.0, 1.0) if self.meta.get("clip_output", True) else x
 
     def levels(self, method: str, num_steps: int, spacing: str = "trailing") -> np.ndarray:
@@ -164,12 +195,45 @@ class OnnxDenoiser:
             raise ValueError(f"x_init must have shape ({num or 'B'}, {shape}); got {x_init.shape}.")
         return x_init
 
-    def _labels(self, num: int, label):
-        return pretrained.class_labels(num, label, self.num_classes, self.path)
+    def _conditioning(self, num: int, label, prompt, semantic_map) -> dict:
+        """{name: (num, ...)} of the model's conditioning inputs (a request's or null)."""
+        given = {"tokens": prompt, "semantic_map": semantic_map}
+        for name, value in given.items():
+            if value is not None and name not in self.conditions:
+                raise ValueError(
+                    f"{self.path} takes no {name}; its inputs are {self.meta['inputs']}."
+                )
+        labels = pretrained.class_labels(num, label, self.num_classes, self.path)
+        cond = {} if labels is None else {"label": labels}
+        if "tokens" in self.conditions:
+            cond["tokens"] = self._tokens(num, "" if prompt is None else prompt)
+        if "semantic_map" in self.conditions:
+            cond["semantic_map"] = self._map(num, semantic_map)
+        return cond
 
-    def _x0_eps(self, x, level, labels, guidance):
+    def _tokens(self, num: int, prompt) -> np.ndarray:
+        from jaxdiff.text import prompts
+
+        texts = [prompt] * num if isinstance(prompt, str) else list(prompt)
+        if len(texts) != num:
+            raise ValueError(f"prompt: one string or {num} strings; got {len(texts)}.")
+        return prompts.encode_prompts(texts, self.conditions["tokens"]["shape"][0])
+
+    def _map(self, num: int, semantic_map) -> np.ndarray:
+        shape = tuple(self.conditions["semantic_map"]["shape"])
+        if semantic_map is None:
+            return np.zeros((num, *shape), np.float32)
+        semantic_map = np.asarray(semantic_map, np.float32)
+        if semantic_map.shape not in (shape, (num, *shape)):
+            raise ValueError(
+                f"semantic_map must have shape {shape} or {(num, *shape)}; "
+                f"got {semantic_map.shape}."
+            )
+        return np.broadcast_to(semantic_map, (num, *shape))
+
+    def _x0_eps(self, x, level, cond, guidance):
         """(x0, eps) from the guided prediction of meta["kind"] at a level."""
-        pred = self.prediction(x, level, labels, guidance)
+        pred = self.prediction(x, level, cond, guidance)
         scale, sigma = self._marginal(level)
         kind = self.meta["kind"]
         if kind == "v":
@@ -189,19 +253,19 @@ class OnnxDenoiser:
     def _alpha_bar(self, level: int) -> np.float32:
         return np.float32(1.0 if level == 0 else self.meta["alphas_cumprod"][level - 1])
 
-    def _ddim(self, x, levels, labels, guidance):
+    def _ddim(self, x, levels, cond, guidance):
         for t, s in zip(levels[:-1], levels[1:], strict=True):
-            x0, eps = self._x0_eps(x, int(t), labels, guidance)
+            x0, eps = self._x0_eps(x, int(t), cond, guidance)
             ab_s = self._alpha_bar(int(s))
             x = np.sqrt(ab_s) * x0 + np.sqrt(np.maximum(1.0 - ab_s, 0.0)) * eps
         return x.astype(np.float32)
 
-    def _dpm_solver_pp(self, x, levels, labels, guidance):
+    def _dpm_solver_pp(self, x, levels, cond, guidance):
         d_prev, lam_prev = None, None
         for t, s in zip(levels[:-1], levels[1:], strict=True):
             (_, sigma_t), (scale_s, sigma_s) = self._marginal(int(t)), self._marginal(int(s))
             lam_t, lam_s = self._lam(int(t)), self._lam(int(s))
-            d, _ = self._x0_eps(x, int(t), labels, guidance)
+            d, _ = self._x0_eps(x, int(t), cond, guidance)
             h = lam_s - lam_t
             if d_prev is None or not np.isfinite(h):
                 d_mix = d
@@ -249,7 +313,10 @@ def log_snr_levels(log_alpha_bar: np.ndarray, num_steps: int, t_end: float = DPM
 
 def probe_inputs(meta: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random graph inputs: x ~ N(0, 1) (batch, H, W, C), t ~ U(0, 1), labels in
-    [0, num_classes] (the null label included) for a conditional model."""
+    [0, num_classes] (the null label included) for a conditional model, byte tokens of a
+    random prompt, a random 0/1 semantic map."""
+    from jaxdiff.text import tokenizer
+
     rng = np.random.default_rng(seed)
     feeds = {
         "x": rng.standard_normal((batch, *meta["image_shape"])).astype(np.float32),
@@ -257,6 +324,12 @@ def probe_inputs(meta: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]
     }
     if meta["num_classes"]:
         feeds["label"] = rng.integers(0, meta["num_classes"] + 1, batch).astype(np.int32)
+    for name, spec in meta.get("conditions", {}).items():
+        if name == "tokens":
+            texts = [PROBE_PROMPTS[i] for i in rng.integers(0, len(PROBE_PROMPTS), batch)]
+            feeds[name] = np.stack([tokenizer.encode(t, spec["shape"][0]) for t in texts])
+        elif name == "semantic_map":
+            feeds[name] = rng.integers(0, 2, (batch, *spec["shape"])).astype(np.float32)
     return feeds
 
 

@@ -27,13 +27,22 @@ def calibration_inputs(model: ort_sampler.OnnxDenoiser, num_samples: int, seed: 
     """The graph inputs seen while ``model`` draws ``num_samples`` images (default sampler).
 
     Returns:
-      a list of feeds {"x": (B, H, W, C), "t": (B,), "label": (B,)}, one per network call.
+      a list of feeds {"x": (B, H, W, C), "t": (B,), "label": (B,), ...}, one per network
+      call. A prompt-conditioned model draws with :data:`ort_sampler.PROBE_PROMPTS`, a
+      map-conditioned one with random 0/1 maps.
     """
     feeds: list[dict] = []
     model.recorder = feeds
     try:
         labels = np.arange(num_samples) % model.num_classes if model.num_classes else None
-        model.sample(num_samples, labels, seed=seed)
+        cond = {}
+        if "tokens" in model.conditions:
+            prompts = ort_sampler.PROBE_PROMPTS
+            cond["prompt"] = [prompts[i % len(prompts)] for i in range(num_samples)]
+        if "semantic_map" in model.conditions:
+            shape = (num_samples, *model.conditions["semantic_map"]["shape"])
+            cond["semantic_map"] = np.random.default_rng(seed).integers(0, 2, shape)
+        model.sample(num_samples, labels, seed=seed, **cond)
     finally:
         model.recorder = None
     return feeds
