@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from jaxdiff import denoiser, latent, pretrained, schedules
+from jaxdiff.autoencoder import run as autoencoder_run
+from jaxdiff.autoencoder.model import Autoencoder
 from jaxdiff.export import onnx_export, ort_sampler
 from jaxdiff.samplers import grids
 from jaxdiff.text import prompts
@@ -61,8 +63,11 @@ def prompt_and_map_file(tmp_path_factory):
         pytest.skip("needs jax2onnx")
     add_map = lambda c: c.latent.update(semantic_map="mask", map_features=4)  # noqa: E731
     run = smoke_run("mnist_text2img.py", edit=add_map)
+    net = Autoencoder(ch=8, ch_mult=(1, 2, 2), latent_channels=4, num_groups=4)
+    params = net.init(jax.random.key(2), jnp.zeros((1, 28, 28, 1)))["params"]
+    ae = autoencoder_run.Loaded(None, net, params, scale_factor=1.7, step=0)
     path = str(tmp_path_factory.mktemp("onnx") / "text_map.onnx")
-    return run, onnx_export.export_model(run, path)
+    return run, ae, onnx_export.export_model(run, path, decoder=ae)
 
 
 @needs_onnx
@@ -101,7 +106,7 @@ def test_the_onnx_sampler_gives_jaxdiffs_images(unet_file, method, num_steps, gu
 
 @needs_onnx
 def test_a_prompt_and_map_conditioned_graph_equals_jax(prompt_and_map_file):
-    run, path = prompt_and_map_file
+    run, _, path = prompt_and_map_file
     meta = ort_sampler.OnnxDenoiser(path).meta
     assert meta["inputs"] == ["x", "t", "tokens", "semantic_map"]
     max_len = latent.settings(run.config).max_len
@@ -113,7 +118,7 @@ def test_a_prompt_and_map_conditioned_graph_equals_jax(prompt_and_map_file):
 
 @needs_onnx
 def test_the_onnx_sampler_follows_prompts_and_maps_as_jaxdiff(prompt_and_map_file):
-    run, path = prompt_and_map_file
+    run, ae, path = prompt_and_map_file
     s, rng = latent.settings(run.config), np.random.default_rng(0)
     x_init = rng.standard_normal((2, 7, 7, 4)).astype(np.float32)
     texts = ["a thin seven", "a bold two on the left"]
@@ -129,11 +134,14 @@ def test_the_onnx_sampler_follows_prompts_and_maps_as_jaxdiff(prompt_and_map_fil
         kind=run.config.sample.kind, x_init=jnp.asarray(x_init), **options,
     )  # fmt: skip
     onnx_model = ort_sampler.OnnxDenoiser(path)
-    got = onnx_model.sample(
-        x_init=x_init, prompt=texts, semantic_map=maps, method="ddim", num_steps=4, guidance=2.0
-    )
+    settings = dict(prompt=texts, semantic_map=maps, method="ddim", num_steps=4, guidance=2.0)
+    got = onnx_model.sample(x_init=x_init, decode=False, **settings)
     assert np.abs(np.asarray(want)).max() > 0.1
     np.testing.assert_allclose(got, np.asarray(want), atol=1e-4)
+    images = onnx_model.sample(x_init=x_init, **settings)  # through the exported decoder
+    want_images = np.clip(np.asarray(ae.decode(want)), -1, 1)
+    assert images.shape == (2, 28, 28, 1) and np.abs(want_images).max() > 0.01
+    np.testing.assert_allclose(images, want_images, atol=1e-4)
     with pytest.raises(ValueError, match="unconditional; pass label=None"):
         onnx_model.sample(2, label=3)
     with pytest.raises(ValueError, match="semantic_map must have shape"):

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff._types import Array, PRNGKey
+from jaxdiff.models import resample
 from jaxdiff.models.layers import group_norm
 
 # log-variances are clipped to this range (as the LDM code) so exp() stays finite.
@@ -94,9 +95,8 @@ class Decoder(nn.Module):
                     h
                 )
             if i != 0:
-                b, hh, ww, c = h.shape
-                h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
-                h = nn.Conv(c, (3, 3), name=f"up{i}_sample")(h)
+                h = resample.upsample(h)  # 2x nearest as jnp.repeat (exports to ONNX)
+                h = nn.Conv(h.shape[-1], (3, 3), name=f"up{i}_sample")(h)
         h = nn.silu(group_norm(self.num_groups, name="norm_out")(h))
         return nn.Conv(self.out_channels, (3, 3), name="conv_out")(h)
 

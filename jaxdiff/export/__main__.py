@@ -68,6 +68,21 @@ def load_target():
     }
 
 
+def load_decoder(config):
+    """A latent model's autoencoder (its decoder goes beside the graph), or None."""
+    from jaxdiff.export import onnx_export
+
+    folder = onnx_export.latent_autoencoder(config)
+    if folder is None:
+        return None
+    if not os.path.isdir(folder):
+        print(f"no decoder exported: autoencoder run {folder} not found; sampling returns latents")
+        return None
+    from jaxdiff.autoencoder import run as autoencoder_run
+
+    return autoencoder_run.load(folder)
+
+
 def export() -> None:
     from jaxdiff.export import onnx_export
 
@@ -78,9 +93,12 @@ def export() -> None:
     _cli.require(bool(FLAGS.out), "--out: give the .onnx file to write.")
     _cli.check_writable_file(FLAGS.out, "--out")
     run, source = load_target()
-    path = onnx_export.export_model(run, FLAGS.out, source=source)
+    decoder = load_decoder(run.config)
+    path = onnx_export.export_model(run, FLAGS.out, source=source, decoder=decoder)
     size = os.path.getsize(path) / 2**20
     print(f"wrote {path} ({size:.1f} MiB)")
+    if decoder is not None:
+        print(f"wrote its decoder to {onnx_export.decoder_path(path)}")
     if FLAGS.check:
         error = onnx_export.relative_error(run, path)
         print(f"ONNX Runtime vs JAX: max relative error {error:.2e} (tolerance {TOLERANCE:g})")

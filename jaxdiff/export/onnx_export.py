@@ -26,7 +26,10 @@ Example::
   onnx_export.export_model(model.as_run(), "mnist.onnx", source={"pretrained": "mnist"})
 """
 
+import json
 import logging
+import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -161,6 +164,19 @@ def to_proto(config, net, params, process, *, sampler=None, source=None):
     Raises:
       ImportError: jax2onnx is not installed (with the command that installs it).
     """
+    proto = _convert(
+        denoise_fn(config, net, params, process),
+        input_specs(config),
+        f"jaxdiff_{config.model.name}",
+        input_names(config),
+        OUTPUT_NAME,
+    )
+    meta = sampler_metadata(config, process, sampler, source)
+    return graph.set_metadata(graph.compact(proto), meta)
+
+
+def _convert(fn, specs: list, model_name: str, names: list[str], output: str):
+    """jax2onnx's ModelProto of ``fn`` on ``specs``."""
     try:
         from jax2onnx import to_onnx  # type: ignore[import-untyped]
     except ImportError as e:
@@ -170,19 +186,39 @@ def to_proto(config, net, params, process, *, sampler=None, source=None):
         ) from e
     for noisy in ("jax2onnx", "onnx_ir"):  # optional plugins it cannot load; serde notes
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    names = input_names(config)
-    proto = to_onnx(
-        denoise_fn(config, net, params, process),
-        input_specs(config),
-        model_name=f"jaxdiff_{config.model.name}",
-        input_names=names,
-        output_names=[OUTPUT_NAME],
-    )
-    meta = sampler_metadata(config, process, sampler, source)
+    return to_onnx(fn, specs, model_name=model_name, input_names=names, output_names=[output])
+
+
+def decoder_proto(ae, latent_shape) -> Any:
+    """The ONNX ModelProto of an autoencoder's decoder, metadata attached.
+
+    The graph is ``decode(latents) -> image``: latents (B, h, w, c) float32, scaled as the
+    diffusion model samples them (``ae.scale_factor`` is undone inside the graph), to
+    images (B, H, W, C), unclipped.
+
+    Args:
+      ae: a loaded autoencoder (``jaxdiff.autoencoder.run.Loaded``).
+      latent_shape: (h, w, c).
+    """
+    proto = _convert(ae.decode, [("B", *latent_shape)], "jaxdiff_decoder", ["latents"], "image")
+    meta = {
+        "format": FORMAT_VERSION,
+        "kind": "decoder",
+        "inputs": ["latents"],
+        "output": "image",
+        "latent_shape": list(latent_shape),
+        "scale_factor": float(ae.scale_factor),
+        "step": int(ae.step),
+    }
     return graph.set_metadata(graph.compact(proto), meta)
 
 
-def export_model(run, path: str, *, sampler=None, source=None) -> str:
+def decoder_path(path: str) -> str:
+    """Where :func:`export_model` writes a latent model's decoder: NAME_decoder.onnx."""
+    return os.path.splitext(path)[0] + "_decoder.onnx"
+
+
+def export_model(run, path: str, *, sampler=None, source=None, decoder=None) -> str:
     """Writes a restored run's (or ``Pretrained.as_run()``'s) denoiser to ``path``.
 
     Args:
@@ -190,11 +226,23 @@ def export_model(run, path: str, *, sampler=None, source=None) -> str:
       path: the .onnx file to write.
       sampler: the default sampler to record (default: ``run.config.sample``).
       source: facts to record about the weights.
+      decoder: a latent model's autoencoder (``jaxdiff.autoencoder.run.Loaded``): its
+        decoder is written to :func:`decoder_path` and named in the denoiser's metadata,
+        so that the ONNX Runtime sampler returns images.
 
     Returns:
       ``path``.
     """
     proto = to_proto(run.config, run.net, run.params, run.process, sampler=sampler, source=source)
+    if decoder is not None:
+        d = run.config.data
+        _write(decoder_proto(decoder, (d.image_size, d.image_size, d.channels)), decoder_path(path))
+        meta = json.loads(proto.metadata_props[0].value)
+        graph.set_metadata(proto, {**meta, "decoder": os.path.basename(decoder_path(path))})
+    return _write(proto, path)
+
+
+def _write(proto, path: str) -> str:
     with open(path, "wb") as f:
         f.write(proto.SerializeToString())
     return path

@@ -52,20 +52,35 @@ class OnnxDenoiser:
     """
 
     def __init__(self, path: str, threads: int = 0):
-        import onnxruntime as ort
-
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such ONNX file.")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for unreadable graphs
-            raise ValueError(f"{path} is not a readable ONNX model: {e}") from None
+        self.session = _open_session(path, threads)
         self.meta = _read_metadata(self.session, path)
         _check_inputs(self.session, self.meta, path)
-        self.path = path
+        self.path, self.threads = path, threads
         self.recorder: list | None = None  # a list: every call's inputs are appended
+        self._decoder = None  # a latent model's decoder session, opened when first used
+
+    @property
+    def decoder_path(self) -> str | None:
+        """A latent model's decoder file (exported beside it), or None."""
+        name = self.meta.get("decoder")
+        return os.path.join(os.path.dirname(self.path), name) if name else None
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """A latent model's latents (B, h, w, c) -> images (B, H, W, C) in [-1, 1].
+
+        Raises:
+          ValueError: the model was exported without a decoder.
+          FileNotFoundError: its decoder file is not beside it.
+        """
+        if self.decoder_path is None:
+            raise ValueError(
+                f"{self.path} has no decoder: export the latent model with its autoencoder "
+                "run (config.latent.autoencoder) present, or sample with decode=False."
+            )
+        if self._decoder is None:
+            self._decoder = _open_session(self.decoder_path, self.threads)
+        feeds = {"latents": np.asarray(latents, np.float32)}
+        return np.clip(self._decoder.run(["image"], feeds)[0], -1.0, 1.0)
 
     @property
     def num_classes(self) -> int:
@@ -119,6 +134,7 @@ class OnnxDenoiser:
         *,
         prompt=None,
         semantic_map=None,
+        decode: bool | None = None,
         x_init: np.ndarray | None = None,
         seed: int = 0,
         method: str | None = None,
@@ -135,6 +151,8 @@ class OnnxDenoiser:
             (default: the empty prompt, the unconditional one).
           semantic_map: a map-conditioned model's map (H_map, W_map, 1) or
             (num, H_map, W_map, 1) in {0, 1} (default: the null, all-zero map).
+          decode: a latent model's latents go through its exported decoder (default: when
+            it has one); False returns the latents.
           x_init: the starting noise (num, H, W, C) (default: N(0, I) from ``seed``, NumPy's
             generator, so not the noise JAX would draw).
           seed: seed of x_init when it is not given.
@@ -143,8 +161,7 @@ class OnnxDenoiser:
           spacing: ddim's spacing of training steps ("trailing", "leading", "linspace").
 
         Returns:
-          Images, or a latent model's latents (decode them with its autoencoder run,
-          ``meta["autoencoder"]``).
+          Images, or a latent model's latents when it has no decoder or ``decode=False``.
 
         Raises:
           ValueError: an unknown method, a label out of range, a shape mismatch, a model
@@ -157,6 +174,8 @@ class OnnxDenoiser:
         levels = self.levels(settings["method"], settings["num_steps"], settings["spacing"])
         step = {"ddim": self._ddim, "dpm_solver++": self._dpm_solver_pp}[settings["method"]]
         x = step(x, levels, cond, float(settings["guidance"]))
+        if decode or (decode is None and self.decoder_path):
+            return self.decode(x)
         return np.clip(x, -1.0, 1.0) if self.meta.get("clip_output", True) else x
 
     def levels(self, method: str, num_steps: int, spacing: str = "trailing") -> np.ndarray:
@@ -331,6 +350,20 @@ def probe_inputs(meta: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]
         elif name == "semantic_map":
             feeds[name] = rng.integers(0, 2, (batch, *spec["shape"])).astype(np.float32)
     return feeds
+
+
+def _open_session(path: str, threads: int):
+    """An ONNX Runtime CPU session of ``path`` (clear errors for a missing or bad file)."""
+    import onnxruntime as ort
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such ONNX file.")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for unreadable graphs
+        raise ValueError(f"{path} is not a readable ONNX model: {e}") from None
 
 
 def _read_metadata(session, path: str) -> dict:
