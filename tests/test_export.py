@@ -159,8 +159,9 @@ def test_the_numpy_grids_visit_jaxdiffs_levels(schedule):
 
 
 @needs_onnx
-def test_sampling_runs_where_jax_cannot_be_imported(unet_file):
+def test_sampling_runs_where_jax_cannot_be_imported(unet_file, prompt_and_map_file):
     _, path = unet_file
+    text_path = prompt_and_map_file[2]  # prompt tokens and the decoder, without JAX too
     script = (
         "import sys\n"
         "class NoJax:\n"
@@ -170,7 +171,8 @@ def test_sampling_runs_where_jax_cannot_be_imported(unet_file):
         "sys.meta_path.insert(0, NoJax())\n"
         "from jaxdiff.export.ort_sampler import OnnxDenoiser\n"
         f"x = OnnxDenoiser({path!r}).sample(2, label=3, method='ddim', num_steps=3)\n"
-        "assert 'jax' not in sys.modules and x.shape == (2, 28, 28, 1)\n"
+        f"y = OnnxDenoiser({text_path!r}).sample(2, prompt='a seven', num_steps=3)\n"
+        "assert 'jax' not in sys.modules and x.shape == y.shape == (2, 28, 28, 1)\n"
         "print('ok', float(abs(x).max()))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
