@@ -22,6 +22,7 @@ Example::
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class OnnxDenoiser:
         _check_inputs(self.session, self.meta, path)
         self.path, self.threads = path, threads
         self.recorder: list | None = None  # a list: every call's inputs are appended
-        self._decoder = None  # a latent model's decoder session, opened when first used
+        self._decoder: Any = None  # a latent model's decoder session, opened when first used
 
     @property
     def decoder_path(self) -> str | None:
@@ -80,7 +81,8 @@ class OnnxDenoiser:
         if self._decoder is None:
             self._decoder = _open_session(self.decoder_path, self.threads)
         feeds = {"latents": np.asarray(latents, np.float32)}
-        return np.clip(self._decoder.run(["image"], feeds)[0], -1.0, 1.0)
+        images = self._decoder.run(["image"], feeds)[0]
+        return np.clip(images, -1.0, 1.0)
 
     @property
     def num_classes(self) -> int:

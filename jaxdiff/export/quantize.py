@@ -15,6 +15,7 @@ Example::
 
 import os
 import tempfile
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def calibration_inputs(model: ort_sampler.OnnxDenoiser, num_samples: int, seed: 
     model.recorder = feeds
     try:
         labels = np.arange(num_samples) % model.num_classes if model.num_classes else None
-        cond = {}
+        cond: dict[str, Any] = {}
         if "tokens" in model.conditions:
             prompts = ort_sampler.PROBE_PROMPTS
             cond["prompt"] = [prompts[i % len(prompts)] for i in range(num_samples)]
