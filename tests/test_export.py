@@ -112,8 +112,7 @@ def test_a_prompt_and_map_conditioned_graph_equals_jax(prompt_and_map_file):
     max_len = latent.settings(run.config).max_len
     assert meta["conditions"]["tokens"]["null"] == prompts.null_tokens(max_len).tolist()
     assert not meta["clip_output"] and meta["autoencoder"] == "runs/mnist_autoencoder"
-    for batch in (1, 4):
-        assert onnx_export.relative_error(run, path, batch=batch, seed=batch) <= 1e-4
+    assert onnx_export.relative_error(run, path, batch=3) <= 1e-4  # (any batch: tested above)
 
 
 @needs_onnx
