@@ -55,21 +55,6 @@ def unet_file(tmp_path_factory):
     return run, onnx_export.export_model(run, path, source={"test": "unet"})
 
 
-@pytest.fixture(scope="module")
-def prompt_and_map_file(tmp_path_factory):
-    """A latent U-Net conditioned on a prompt and a semantic map (mnist_text2img:smoke with
-    a mask map added) exported to ONNX."""
-    if importlib.util.find_spec("jax2onnx") is None:
-        pytest.skip("needs jax2onnx")
-    add_map = lambda c: c.latent.update(semantic_map="mask", map_features=4)  # noqa: E731
-    run = smoke_run("mnist_text2img.py", edit=add_map)
-    net = Autoencoder(ch=8, ch_mult=(1, 2, 2), latent_channels=4, num_groups=4)
-    params = net.init(jax.random.key(2), jnp.zeros((1, 28, 28, 1)))["params"]
-    ae = autoencoder_run.Loaded(None, net, params, scale_factor=1.7, step=0)
-    path = str(tmp_path_factory.mktemp("onnx") / "text_map.onnx")
-    return run, ae, onnx_export.export_model(run, path, decoder=ae)
-
-
 @needs_onnx
 @pytest.mark.parametrize("config_name", ["mnist_release.py", "fashion_mnist_dit.py"])
 def test_the_graph_equals_jax_at_any_batch_size(config_name, tmp_path):
@@ -104,9 +89,17 @@ def test_the_onnx_sampler_gives_jaxdiffs_images(unet_file, method, num_steps, gu
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-@needs_onnx
-def test_a_prompt_and_map_conditioned_graph_equals_jax(prompt_and_map_file):
-    run, _, path = prompt_and_map_file
+def prompt_and_map_run():
+    """A latent U-Net conditioned on a prompt and a semantic map (mnist_text2img:smoke with
+    a mask map added) and a small autoencoder, both randomly initialised."""
+    add_map = lambda c: c.latent.update(semantic_map="mask", map_features=4)  # noqa: E731
+    run = smoke_run("mnist_text2img.py", edit=add_map)
+    net = Autoencoder(ch=8, ch_mult=(1, 2, 2), latent_channels=4, num_groups=4)
+    params = net.init(jax.random.key(2), jnp.zeros((1, 28, 28, 1)))["params"]
+    return run, autoencoder_run.Loaded(None, net, params, scale_factor=1.7, step=0)
+
+
+def check_prompt_and_map_graph(run, path: str) -> None:
     meta = ort_sampler.OnnxDenoiser(path).meta
     assert meta["inputs"] == ["x", "t", "tokens", "semantic_map"]
     max_len = latent.settings(run.config).max_len
@@ -115,9 +108,7 @@ def test_a_prompt_and_map_conditioned_graph_equals_jax(prompt_and_map_file):
     assert onnx_export.relative_error(run, path, batch=3) <= 1e-4  # (any batch: tested above)
 
 
-@needs_onnx
-def test_the_onnx_sampler_follows_prompts_and_maps_as_jaxdiff(prompt_and_map_file):
-    run, ae, path = prompt_and_map_file
+def check_prompt_and_map_sampler(run, ae, path: str) -> None:
     s, rng = latent.settings(run.config), np.random.default_rng(0)
     x_init = rng.standard_normal((2, 7, 7, 4)).astype(np.float32)
     texts = ["a thin seven", "a bold two on the left"]
@@ -147,6 +138,35 @@ def test_the_onnx_sampler_follows_prompts_and_maps_as_jaxdiff(prompt_and_map_fil
         onnx_model.sample(2, prompt="a seven", semantic_map=np.zeros((14, 14, 1)))
 
 
+def assert_samples_without_jax(call: str, shape: tuple) -> None:
+    """Runs ``x = <call>`` (OnnxDenoiser imported) in a process that cannot import JAX."""
+    script = (
+        "import sys\n"
+        "class NoJax:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'jax' or name.startswith(('jax.', 'jaxlib', 'flax')):\n"
+        "            raise ImportError('jax is blocked in this test')\n"
+        "sys.meta_path.insert(0, NoJax())\n"
+        "from jaxdiff.export.ort_sampler import OnnxDenoiser\n"
+        f"x = {call}\n"
+        f"assert 'jax' not in sys.modules and x.shape == {shape!r}\n"
+        "print('ok', float(abs(x).max()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr[-2000:]
+
+
+@needs_onnx
+def test_a_prompt_and_map_model_exports_and_samples_as_jaxdiff(tmp_path):
+    # one test, so that the exports are made once (tests of a module spread over workers)
+    run, ae = prompt_and_map_run()
+    path = onnx_export.export_model(run, str(tmp_path / "text_map.onnx"), decoder=ae)
+    check_prompt_and_map_graph(run, path)
+    check_prompt_and_map_sampler(run, ae, path)
+    # prompt tokens and the exported decoder need no JAX either
+    assert_samples_without_jax(f"OnnxDenoiser({path!r}).sample(2, prompt='a 7')", (2, 28, 28, 1))
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_the_numpy_grids_visit_jaxdiffs_levels(schedule):
     process = schedules.DiscreteSchedule.from_name(schedule, num_steps=1024)
@@ -158,24 +178,10 @@ def test_the_numpy_grids_visit_jaxdiffs_levels(schedule):
 
 
 @needs_onnx
-def test_sampling_runs_where_jax_cannot_be_imported(unet_file, prompt_and_map_file):
+def test_sampling_runs_where_jax_cannot_be_imported(unet_file):
     _, path = unet_file
-    text_path = prompt_and_map_file[2]  # prompt tokens and the decoder, without JAX too
-    script = (
-        "import sys\n"
-        "class NoJax:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'jax' or name.startswith(('jax.', 'jaxlib', 'flax')):\n"
-        "            raise ImportError('jax is blocked in this test')\n"
-        "sys.meta_path.insert(0, NoJax())\n"
-        "from jaxdiff.export.ort_sampler import OnnxDenoiser\n"
-        f"x = OnnxDenoiser({path!r}).sample(2, label=3, method='ddim', num_steps=3)\n"
-        f"y = OnnxDenoiser({text_path!r}).sample(2, prompt='a seven', num_steps=3)\n"
-        "assert 'jax' not in sys.modules and x.shape == y.shape == (2, 28, 28, 1)\n"
-        "print('ok', float(abs(x).max()))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr[-2000:]
+    call = f"OnnxDenoiser({path!r}).sample(2, label=3, method='ddim', num_steps=3)"
+    assert_samples_without_jax(call, (2, 28, 28, 1))
 
 
 @needs_onnx
