@@ -12,6 +12,11 @@ takes one Heun step of the probability-flow ODE between neighbours, guided with 
 shipped w = 0.25; pseudo-Huber distance, lambda = 1, the student itself (stop-gradient)
 as target; Adam 1e-4, batch 64, EMA 0.999 for evaluation, 2,000 steps.
 
+Cost: a step is about 3.1 s on an idle 2-core Intel Xeon (family 6 model 167): a guided
+Heun step of the teacher (two calls on a doubled batch) plus the student's forward and
+backward pass, so the 2,000 steps take about 105 minutes, two chained runs of the command
+(the 2026-12-07 run: 699 steps in the first, partly beside other jobs).
+
 Expected: docs/distillation.md has the FID of one- and two-step sampling
 (``python -m jaxdiff.sample --workdir=runs/cd_mnist``; two steps:
 ``--num_steps=2`` with ``sigma_min=0.8``) beside the teacher's.
