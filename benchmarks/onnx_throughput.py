@@ -145,7 +145,7 @@ def twin_runners(twin, files: dict[str, str], batch: int, num_steps: int):
     torch_run = sampling_throughput.torch_ddim(torch_model, num_steps, opts)
     out = {"jaxdiff": lambda: jax_run(x_init)[0], "diffusers": lambda: torch_run(x_init)}
     onnx = onnx_runners(files, x_init, None, method="ddim", num_steps=num_steps)
-    return {**out, **{k: (lambda r=r: r()) for k, r in onnx.items()}}
+    return {**out, **onnx}
 
 
 def measure_batch(sides: dict, batch: int, num_steps: int, repeats: int) -> dict:

@@ -72,6 +72,13 @@ flags.DEFINE_enum(
     flag_values=FLAGS,
 )
 flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "score_only",
+    False,
+    "Score the sample shards already on disk and draw none (a missing shard is an error); "
+    "the int8 scoring process runs with it, so it neither quantises nor samples.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_multi_string(
     "option",
     [],
@@ -137,11 +144,8 @@ def load_target():
 
 def evaluate(score: bool = True) -> None:
     """Samples, then (``score``) computes and writes the metrics."""
-    import jax
-
     from jaxdiff.evaluation import run as run_lib
     from jaxdiff.sample import check_sampling_flags
-    from jaxdiff.training import components
 
     _cli.require_one_model_source(FLAGS.workdir, FLAGS.pretrained)
     try:
@@ -151,9 +155,7 @@ def evaluate(score: bool = True) -> None:
     preflight(metrics)
     run, params_tag, root = load_target()
     if FLAGS.quantize == "int8":
-        from jaxdiff.export import qwix_int8
-
-        run, params_tag = qwix_int8.quantize_run(run, "w8a8"), params_tag + "_int8"
+        run, params_tag = quantized(run), params_tag + "_int8"
     check_sampling_flags(
         run.config, FLAGS.num_samples, FLAGS.num_steps, FLAGS.guidance, None, FLAGS.method
     )
@@ -166,17 +168,7 @@ def evaluate(score: bool = True) -> None:
     results = {"step": run.step, "method": method, "num_steps": num_steps, "guidance": w}
     reference, labels = run_lib.reference_images(run.config, max(FLAGS.num_samples, FLAGS.num_bpd))
     if set(metrics) - {"bpd"}:
-        sample_fn = jax.jit(
-            components.make_sampler(
-                run.config,
-                run.net,
-                run.process,
-                method=method,
-                num_steps=num_steps,
-                guidance=w,
-                **options,
-            )
-        )
+        sample_fn = make_sample_fn(run, method, num_steps, w, options)
         labels_fn = run_lib.labels_for(run.config)
         n, shard = FLAGS.num_samples, FLAGS.shard_size
         samples = run_lib.generate_samples(
@@ -205,6 +197,45 @@ def evaluate(score: bool = True) -> None:
     print(run_lib.write_report(results, os.path.join(out_dir, name)))
 
 
+def make_sample_fn(run, method: str, num_steps: int, guidance, options: dict):
+    """The jitted ``(params, key, labels) -> images`` (:func:`no_sampling` under
+    --score_only)."""
+    if FLAGS.score_only:
+        return no_sampling
+    import jax
+
+    from jaxdiff.training import components
+
+    fn = components.make_sampler(
+        run.config,
+        run.net,
+        run.process,
+        method=method,
+        num_steps=num_steps,
+        guidance=guidance,
+        **options,
+    )
+    return jax.jit(fn)
+
+
+def quantized(run):
+    """``run`` with its network in int8 (qwix W8A8); as it is under --score_only, where
+    the int8 network drew the shards already and nothing runs it (bits/dim aside)."""
+    if FLAGS.score_only and "bpd" not in FLAGS.metrics:
+        return run
+    from jaxdiff.export import qwix_int8
+
+    return qwix_int8.quantize_run(run, "w8a8")
+
+
+def no_sampling(params, key, labels):
+    """The sampler of --score_only: every shard must already be on disk."""
+    raise RuntimeError(
+        "--score_only: a sample shard is missing from the eval folder; rerun without "
+        "--score_only to draw it."
+    )
+
+
 def scores_elsewhere(int8: bool, environ=os.environ) -> bool:
     """True when an int8 run should score in a fresh process: the convolution flag that
     int8 sampling leaves out would apply there (``_xla_flags.apply_cpu_defaults``)."""
@@ -215,7 +246,7 @@ def scoring_command(argv: list[str], environ=os.environ) -> tuple[list[str], dic
     """(command, environment) of the fresh process that scores with the flag on."""
     env = dict(environ)
     _xla_flags.apply_cpu_defaults(env)
-    return [sys.executable, "-m", "jaxdiff.evaluate", *argv], env
+    return [sys.executable, "-m", "jaxdiff.evaluate", *argv, "--score_only"], env
 
 
 def run(argv: list[str]) -> None:

@@ -108,17 +108,19 @@ def test_cli_evaluates_a_shipped_model(tmp_path):
     from jaxdiff.evaluation import classifier
 
     clf, out_dir = str(tmp_path / "clf"), str(tmp_path / "eval")
+    argv = ["--pretrained=tiny", "--metrics=fid,acc", "--features=classifier"]
+    argv += [f"--classifier_dir={clf}", "--num_samples=20", "--shard_size=10"]
+    metrics = os.path.join(out_dir, "tiny", "ddim_2_w1_shipped", "metrics_step7_n20.json")
     with tfds.testing.mock_data(num_examples=40):
         classifier.train_classifier("mnist", clf, max_steps=2, batch_size=8)
-        evaluate.main(
-            ["--pretrained=tiny", "--metrics=fid,acc", "--features=classifier"]
-            + [f"--classifier_dir={clf}", "--num_samples=20", "--shard_size=10"]
-            + [f"--out_dir={out_dir}"]
-        )
-    # The shipped default sampler (the smoke config's: ddim, 2 steps, w=1) and weights.
-    result = json.load(
-        open(os.path.join(out_dir, "tiny", "ddim_2_w1_shipped", "metrics_step7_n20.json"))
-    )
+        evaluate.main(argv + [f"--out_dir={out_dir}"])
+        # The shipped default sampler (the smoke config's: ddim, 2 steps, w=1) and weights.
+        result = json.load(open(metrics))
+        os.remove(metrics)
+        evaluate.main(argv + [f"--out_dir={out_dir}", "--score_only"])  # the shards on disk
+        assert json.load(open(metrics)) == result
+        with pytest.raises(RuntimeError, match="--score_only: a sample shard is missing"):
+            evaluate.main(argv + [f"--out_dir={tmp_path / 'empty'}", "--score_only"])
     assert result["method"] == "ddim" and result["num_steps"] == 2 and result["step"] == 7
     assert np.isfinite(result["fid"]) and 0.0 <= result["acc"] <= 1.0
 

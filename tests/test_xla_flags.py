@@ -46,7 +46,7 @@ def test_int8_evaluation_scores_in_a_fresh_process_with_the_flag(measured_jaxlib
     assert not evaluate.scores_elsewhere(True, {_xla_flags.OPT_OUT: "0"})  # opted out
     argv = ["--pretrained=mnist", "--quantize=int8", "--num_samples=5000"]
     command, child_env = evaluate.scoring_command(argv, env)
-    assert command == [sys.executable, "-m", "jaxdiff.evaluate", *argv]
+    assert command == [sys.executable, "-m", "jaxdiff.evaluate", *argv, "--score_only"]
     assert _xla_flags.CPU_DEFAULTS in child_env["XLA_FLAGS"].split()
     assert "--xla_force_host_platform_device_count=2" in child_env["XLA_FLAGS"]
     assert not evaluate.scores_elsewhere(True, child_env)  # the child scores in place

@@ -26,7 +26,6 @@ Example::
   onnx_export.export_model(model.as_run(), "mnist.onnx", source={"pretrained": "mnist"})
 """
 
-import json
 import logging
 import os
 from typing import Any
@@ -158,8 +157,10 @@ def input_specs(config) -> list:
     return specs
 
 
-def to_proto(config, net, params, process, *, sampler=None, source=None):
+def to_proto(config, net, params, process, *, sampler=None, source=None, extra=None):
     """The ONNX ModelProto of the denoiser, its metadata attached.
+
+    ``extra`` holds further metadata fields (e.g. ``{"decoder": FILE}``).
 
     Raises:
       ImportError: jax2onnx is not installed (with the command that installs it).
@@ -171,7 +172,7 @@ def to_proto(config, net, params, process, *, sampler=None, source=None):
         input_names(config),
         OUTPUT_NAME,
     )
-    meta = sampler_metadata(config, process, sampler, source)
+    meta = {**sampler_metadata(config, process, sampler, source), **(extra or {})}
     return graph.set_metadata(graph.compact(proto), meta)
 
 
@@ -233,12 +234,14 @@ def export_model(run, path: str, *, sampler=None, source=None, decoder=None) -> 
     Returns:
       ``path``.
     """
-    proto = to_proto(run.config, run.net, run.params, run.process, sampler=sampler, source=source)
+    extra = None
     if decoder is not None:
         d = run.config.data
         _write(decoder_proto(decoder, (d.image_size, d.image_size, d.channels)), decoder_path(path))
-        meta = json.loads(proto.metadata_props[0].value)
-        graph.set_metadata(proto, {**meta, "decoder": os.path.basename(decoder_path(path))})
+        extra = {"decoder": os.path.basename(decoder_path(path))}
+    proto = to_proto(
+        run.config, run.net, run.params, run.process, sampler=sampler, source=source, extra=extra
+    )
     return _write(proto, path)
 
 
