@@ -174,5 +174,6 @@ def test_shipped_model_loads_exactly_and_samples(name):
     }
     assert pretrained.params_sha256(stored) == record["params_sha256"]
     assert os.path.getsize(os.path.join(pretrained.WEIGHTS_DIR, name + ".safetensors")) < 20e6
-    images = model.sample(jax.random.key(0), 16, num_steps=10)
+    student = record["config"].get("distill")  # valid only on its own grid: its default
+    images = model.sample(jax.random.key(0), 16, num_steps=None if student else 10)
     assert images.shape == (16, *model.image_shape) and bool(jnp.all(jnp.isfinite(images)))
