@@ -50,7 +50,7 @@ def test_the_consistency_function_is_the_identity_at_t_min(kind):
     assert not jnp.allclose(f(x, jnp.full((64,), 0.5)), x, atol=1e-3)
 
 
-def cd_loss(f, key=0, distance="l2"):
+def cd_loss(f, key=0, distance="l2", weighting="uniform", per_example=False):
     loss_fn = cl.make_cd_loss(
         None,
         SCHEDULE,
@@ -61,8 +61,10 @@ def cd_loss(f, key=0, distance="l2"):
         distance=distance,
         ode_step=exact_ode,
         make_f=lambda model_fn: f,
+        weighting=weighting,
     )
-    return float(loss_fn(None, jax.random.key(key), data(seed=key))[0])
+    loss, metrics = loss_fn(None, jax.random.key(key), data(seed=key))
+    return metrics if per_example else float(loss)
 
 
 def wrong_ratio(x, t, std=0.5):
@@ -70,9 +72,11 @@ def wrong_ratio(x, t, std=0.5):
     return jnp.sqrt(std**2 + SIGMA_MIN**2) / jnp.sqrt(std**2 + sigma**2)
 
 
+@pytest.mark.parametrize("weighting", ["uniform", "ict"])
 @pytest.mark.parametrize("distance", ["l2", "pseudo_huber"])
-def test_cd_loss_is_zero_at_the_exact_consistency_map_and_positive_elsewhere(distance):
-    exact = max(cd_loss(exact_f, k, distance) for k in range(3))
+def test_cd_loss_is_zero_at_the_exact_consistency_map_and_positive_elsewhere(distance, weighting):
+    cd_loss_of = lambda f, key, distance: cd_loss(f, key, distance, weighting)
+    exact = max(cd_loss_of(exact_f, k, distance) for k in range(3))
     assert exact < 1e-9
     # (a constant shift or scale of f about MU stays consistent: the boundary condition of
     # the parametrisation, not this loss, rules those out)
@@ -82,7 +86,23 @@ def test_cd_loss_is_zero_at_the_exact_consistency_map_and_positive_elsewhere(dis
         "the identity": lambda x, t: x,
     }
     for name, f in wrong.items():
-        assert cd_loss(f, 0, distance) > 1e-6, name
+        assert cd_loss_of(f, 0, distance) > 1e-6, name
+
+
+def test_ict_weighting_divides_each_pair_by_its_gap():
+    times = cl.karras_times(SCHEDULE, 18, T_MIN)
+    sigmas = np.asarray(cm.sigma_hat(SCHEDULE, jnp.asarray(times)), np.float64)
+    wrong = lambda x, t: x  # the identity: every pair has a positive loss
+    uniform = cd_loss(wrong, 0, per_example=True)
+    ict = cd_loss(wrong, 0, weighting="ict", per_example=True)
+    t_hi = np.asarray(uniform["t"])
+    n = np.searchsorted(times, t_hi)  # the pair's upper grid index
+    assert np.all(times[n] == t_hi) and np.all(n >= 1)
+    gap = sigmas[n] - sigmas[n - 1]
+    expected = np.asarray(uniform["loss_per_example"]) / gap
+    np.testing.assert_allclose(np.asarray(ict["loss_per_example"]), expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="valid: \\['uniform', 'ict'\\]"):
+        cd_loss(wrong, 0, weighting="snr")
 
 
 def test_cd_with_the_heun_teacher_nears_the_exact_step():

@@ -38,6 +38,7 @@ def consistency_fields(**overrides) -> dict:
         distance="pseudo_huber",  # or "l2"
         rho=7.0,
         num_intervals=18,  # CD's grid of teacher levels
+        weighting="uniform",  # CD's lambda: "uniform" (1) or "ict" (1 / gap); CT: always ict
         s0=10,  # CT's curriculum: grid intervals from s0, doubling up to s1
         s1=1280,
         p_mean=-1.1,  # CT's lognormal noise-level distribution

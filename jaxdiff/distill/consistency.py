@@ -43,6 +43,7 @@ __all__ = [
     "consistency_fn",
     "denoiser",
     "heun_step",
+    "interval_weight",
     "pseudo_huber",
     "sigma_hat",
     "squared_l2",
@@ -119,6 +120,23 @@ def pair_loss(f, f_target, x_hi, t_hi, x_lo, t_lo, weight, distance, **cond):
     """weight * d(f(x_hi, t_hi), sg f_target(x_lo, t_lo)), per example (B,)."""
     target = jax.lax.stop_gradient(f_target(x_lo, t_lo, **cond))
     return weight * DISTANCES[distance](f(x_hi, t_hi, **cond), target)
+
+
+WEIGHTINGS = ("uniform", "ict")
+
+
+def interval_weight(weighting: str, s_hi: Array, s_lo: Array) -> Array:
+    """lambda of a pair of levels: 1 ("uniform", Song et al. 2023) or 1 / (s_hi - s_lo)
+    ("ict", Song & Dhariwal 2023, which keeps the low levels, where f meets the boundary,
+    from being swamped by the high ones)."""
+    if weighting == "uniform":
+        return jnp.ones_like(s_hi)
+    return 1.0 / (s_hi - s_lo)
+
+
+def check_weighting(weighting: str) -> None:
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"Unknown weighting {weighting!r}; valid: {list(WEIGHTINGS)}.")
 
 
 def check_distance(distance: str) -> None:

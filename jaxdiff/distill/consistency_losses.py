@@ -51,6 +51,7 @@ def make_cd_loss(
     rho: float = 7.0,
     ode_step: Callable | None = None,
     make_f: Callable | None = None,
+    weighting: str = "uniform",
 ):
     """Consistency distillation (Song et al. 2023, Algorithm 2; target = the student, sg).
 
@@ -66,11 +67,14 @@ def make_cd_loss(
       ode_step: ``(x~, t_hi, t_lo, **cond) -> x~`` replacing the teacher's Heun step
         (tests put the exact ODE solution here).
       make_f: ``model_fn -> f(x~, t, **cond)`` replacing the boundary parametrisation.
+      weighting: lambda_n, "uniform" (1, the CD paper's) or "ict" (1 / (sigma_{n+1} -
+        sigma_n), iCT's; :func:`consistency.interval_weight`).
 
     Returns:
-      ``loss_fn`` (see the module docstring); weight lambda = 1.
+      ``loss_fn`` (see the module docstring).
     """
     cm.check_distance(distance)
+    cm.check_weighting(weighting)
     times = jnp.asarray(karras_times(process, num_intervals, t_min, rho))
     teacher = cm.denoiser(teacher_fn, teacher_kind, process)
     step = ode_step or (
@@ -86,7 +90,10 @@ def make_cd_loss(
         x_hi = x0 + expand_like(cm.sigma_hat(process, t_hi), x0) * eps
         x_lo = jax.lax.stop_gradient(step(x_hi, t_hi, t_lo, **cond))
         f = make_f(model_fn)
-        per_example = cm.pair_loss(f, f, x_hi, t_hi, x_lo, t_lo, 1.0, distance, **cond)
+        weight = cm.interval_weight(
+            weighting, cm.sigma_hat(process, t_hi), cm.sigma_hat(process, t_lo)
+        )
+        per_example = cm.pair_loss(f, f, x_hi, t_hi, x_lo, t_lo, weight, distance, **cond)
         return _metrics(per_example, t_hi, t_weights)
 
     return loss_fn
@@ -164,7 +171,7 @@ def make_ct_loss(
         x_hi = x0 + expand_like(s_hi, x0) * eps
         x_lo = x0 + expand_like(s_lo, x0) * eps
         f = cm.consistency_fn(model_fn, kind, process, t_min, sigma_data)
-        weight = 1.0 / (s_hi - s_lo)
+        weight = cm.interval_weight("ict", s_hi, s_lo)
         per_example = cm.pair_loss(f, f, x_hi, t_hi, x_lo, t_lo, weight, distance, **cond)
         return _metrics(per_example, t_hi, t_weights)
 

@@ -47,6 +47,7 @@ def make_loss(c, teacher, w: float):
             kind=kind,
             teacher_kind=teacher.config.sample.kind,
             num_intervals=d.num_intervals,
+            weighting=d.get("weighting", "uniform"),  # runs before the field: uniform
             **common,
         )
     return losses.make_ct_loss(
