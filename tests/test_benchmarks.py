@@ -204,3 +204,16 @@ def test_cpu_profile_attributes_traced_time_to_ops():
     assert sum(shares) == pytest.approx(1.0)
     assert result["categories"]["conv 3x3"]["s"] > 0
     assert 0 < result["op_s_per_call"] < 10 * result["wall_s_per_call"]
+
+
+def test_consistency_probe_measures_background_noise():
+    from benchmarks import consistency_probe as probe
+
+    x = -np.ones((2, 12, 12, 1), np.float32)
+    x[:, 5, 5] = 1.0  # one stroke pixel
+    mask = probe.background_mask(x)
+    assert not mask[0, 3, 3] and mask[0, 2, 2] and mask[0, 8, 8] and mask.sum() == 2 * (144 - 25)
+    assert probe.output_stats(x, x, mask) == {"mse": 0.0, "bg_std": 0.0, "bg_mean": 0.0}
+    noisy = x + np.where(np.arange(12) % 2 == 0, 0.2, 0.0)[None, None, :, None]
+    stats = probe.output_stats(noisy, x, mask)
+    assert stats["bg_mean"] > 0 and stats["bg_std"] > 10  # 0.2 -> 25.5 on every other column
