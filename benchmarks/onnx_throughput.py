@@ -62,10 +62,7 @@ def model_runners(model_name: str, files: dict[str, str], batch: int, num_steps:
     x_init = np.random.default_rng(0).standard_normal((batch, *model.image_shape), np.float32)
     labels = np.arange(batch, dtype=np.int32) % max(model.num_classes, 1)
     settings = dict(method="ddim", num_steps=num_steps)
-    sample = components.make_sampler(
-        model.config, model.net, model.process, **settings, x_init=jnp.asarray(x_init)
-    )
-    compiled = jax.jit(sample)
+    compiled = components.jitted_sampler(model, **settings, x_init=jnp.asarray(x_init))
     out = {"jaxdiff": lambda: np.asarray(compiled(model.params, jax.random.key(0), labels))}
     return {**out, **onnx_runners(files, x_init, labels, **settings)}
 

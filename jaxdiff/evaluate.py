@@ -202,20 +202,11 @@ def make_sample_fn(run, method: str, num_steps: int, guidance, options: dict):
     --score_only)."""
     if FLAGS.score_only:
         return no_sampling
-    import jax
-
     from jaxdiff.training import components
 
-    fn = components.make_sampler(
-        run.config,
-        run.net,
-        run.process,
-        method=method,
-        num_steps=num_steps,
-        guidance=guidance,
-        **options,
+    return components.jitted_sampler(
+        run, method=method, num_steps=num_steps, guidance=guidance, **options
     )
-    return jax.jit(fn)
 
 
 def quantized(run):

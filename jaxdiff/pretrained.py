@@ -220,20 +220,11 @@ def class_labels(num: int, label, num_classes: int, what: str = "this model"):
 
 @functools.lru_cache(maxsize=32)
 def _compiled_sampler(model: Pretrained, method, num_steps, guidance, options: tuple):
-    import jax
-
     from jaxdiff.training import components
 
-    sample = components.make_sampler(
-        model.config,
-        model.net,
-        model.process,
-        method=method,
-        num_steps=num_steps,
-        guidance=guidance,
-        **dict(options),
+    return components.jitted_sampler(
+        model, method=method, num_steps=num_steps, guidance=guidance, **dict(options)
     )
-    return jax.jit(sample)
 
 
 def with_sampler(config, sampler: dict):

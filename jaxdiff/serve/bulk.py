@@ -118,15 +118,11 @@ def run() -> None:
     from jaxdiff.training import components
 
     run, settings = load_model()
-    sample_fn = jax.jit(
-        components.make_sampler(
-            run.config,
-            run.net,
-            run.process,
-            method=settings["method"],
-            num_steps=settings["num_steps"],
-            guidance=settings["guidance"],
-        )
+    sample_fn = components.jitted_sampler(
+        run,
+        method=settings["method"],
+        num_steps=settings["num_steps"],
+        guidance=settings["guidance"],
     )
     rank, size = jax.process_index(), jax.process_count()
     shards = my_shards(FLAGS.num_samples, FLAGS.shard_size, rank, size)

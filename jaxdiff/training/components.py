@@ -274,6 +274,14 @@ def make_sampler(config, net, process, *, method=None, num_steps=None, guidance=
     return sample
 
 
+def jitted_sampler(model, **kwargs):
+    """``jax.jit`` of :func:`make_sampler` for anything with ``config``, ``net`` and
+    ``process`` (a restored run, a shipped model); ``kwargs`` as :func:`make_sampler`'s."""
+    import jax
+
+    return jax.jit(make_sampler(model.config, model.net, model.process, **kwargs))
+
+
 def sample_labels(config, n: int):
     """Labels 0, 1, ..., 9, 0, ... for a conditional model's grid (None if unconditional)."""
     classes = num_classes(config)
