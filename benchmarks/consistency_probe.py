@@ -11,7 +11,7 @@ consistency chain carries that residual noise up to the one-step samples.
 Usage::
 
   python -m benchmarks.consistency_probe --workdir=runs/cd_mnist --data_dir=/path/to/tfds \\
-      --out=benchmarks/results/consistency_probe_cpu.json
+      --out=benchmarks/results/consistency_probe_cd_cpu.json
 """
 
 import argparse
