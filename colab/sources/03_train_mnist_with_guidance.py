@@ -163,9 +163,7 @@ for w in WEIGHTS:
     acc = float(np.mean(np.argmax(logits_of(samples[w]), -1) == np.asarray(labels)))
     spread = within_class_spread(np.asarray(features_of(samples[w])), np.asarray(labels))
     rows.append((w, acc, spread / real_spread))
-    print(
-        f"w = {w:4g}: class accuracy {acc:.3f}   diversity (vs real) {spread / real_spread:.3f}"
-    )
+    print(f"w = {w:4g}: class accuracy {acc:.3f}   diversity (vs real) {spread / real_spread:.3f}")
 
 fig, ax = plt.subplots(figsize=(5, 4))
 ax.plot([r[2] for r in rows], [r[1] for r in rows], "o-")
