@@ -87,12 +87,11 @@ def make_cd_loss(
         n = jax.random.randint(k_n, x0.shape[:1], 0, times.shape[0] - 1)
         t_lo, t_hi = times[n], times[n + 1]
         eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
-        x_hi = x0 + expand_like(cm.sigma_hat(process, t_hi), x0) * eps
+        s_hi = cm.sigma_hat(process, t_hi)
+        x_hi = x0 + expand_like(s_hi, x0) * eps
         x_lo = jax.lax.stop_gradient(step(x_hi, t_hi, t_lo, **cond))
         f = make_f(model_fn)
-        weight = cm.interval_weight(
-            weighting, cm.sigma_hat(process, t_hi), cm.sigma_hat(process, t_lo)
-        )
+        weight = cm.interval_weight(weighting, s_hi, cm.sigma_hat(process, t_lo))
         per_example = cm.pair_loss(f, f, x_hi, t_hi, x_lo, t_lo, weight, distance, **cond)
         return _metrics(per_example, t_hi, t_weights)
 
