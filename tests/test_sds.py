@@ -183,6 +183,24 @@ def test_gif_and_field_files_round_trip(tmp_path):
         io.load_field(str(tmp_path / "nothing"))
 
 
+def test_gif_frames_read_back_and_tile_into_a_sheet(tmp_path):
+    from jaxdiff.sds import sheet
+
+    rng = np.random.default_rng(1)  # few colours: a GIF's palette holds them exactly
+    objects = [rng.integers(0, 3, size=(4, 6, 6, 3)) / 2.0 for _ in range(2)]
+    for name, frames in zip(("a", "b"), objects, strict=True):
+        os.makedirs(tmp_path / name)
+        io.save_gif(frames, str(tmp_path / name / "turntable.gif"), upscale=4)
+    read = io.load_gif(str(tmp_path / "a" / "turntable.gif"))
+    np.testing.assert_allclose(read, objects[0], atol=0.5 / 255)  # 8-bit pixels
+    dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    grid = sheet.turntable_sheet(dirs, str(tmp_path / "s.png"), upscale=1)
+    assert grid.shape == (1 + 2 * 7, 1 + 4 * 7, 3)  # 2 rows x 4 views of 6 + 1 padding
+    np.testing.assert_array_equal(grid[8:14, 1:7], np.round(objects[1][0] * 255))
+    with pytest.raises(ValueError, match="no turntable.gif"):
+        sheet.turntable_sheet([str(tmp_path)], str(tmp_path / "x.png"))
+
+
 def test_command_line_errors_list_the_valid_prompts(tmp_path, capsys):
     assert cli.PROMPTS == shapes3d.CLASSES
     with pytest.raises(SystemExit) as e:

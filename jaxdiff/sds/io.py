@@ -62,3 +62,21 @@ def load_field(directory: str) -> tuple[dict, dict]:
     with open(paths[1]) as f:
         meta = json.load(f)
     return dict(load_file(paths[0])), meta
+
+
+def load_gif(path: str, upscale: int = 4) -> np.ndarray:
+    """The frames (V, H, W, 3) in [0, 1] of a GIF written by :func:`save_gif`, its
+    nearest-neighbour ``upscale`` undone.
+
+    Raises:
+      ValueError: frames whose sides are not multiples of ``upscale``.
+    """
+    frames = []
+    with Image.open(path) as gif:
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            frames.append(np.asarray(gif.convert("RGB")))
+    pixels = np.stack(frames)
+    if pixels.shape[1] % upscale or pixels.shape[2] % upscale:
+        raise ValueError(f"{path}: frames {pixels.shape[1:3]} are not multiples of {upscale}.")
+    return pixels[:, ::upscale, ::upscale].astype(np.float32) / 255.0
