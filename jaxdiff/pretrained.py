@@ -262,6 +262,32 @@ def load(name: str) -> Pretrained:
     )
 
 
+def load_run(source: str, params: str = "ema"):
+    """A ``training.restore.Run`` from a shipped model's name or a training run's directory
+    (its newest checkpoint).
+
+    Args:
+      source: a name from :func:`available`, or a workdir with ``checkpoints/``.
+      params: a run's "ema" or "raw" weights (a shipped model has only its EMA).
+
+    Raises:
+      ValueError: neither a shipped name nor a run (the message lists the names), or
+        ``params="raw"`` for a shipped model.
+    """
+    if source in available():
+        if params != "ema":
+            raise ValueError(f"{source!r} is a shipped model: only its EMA weights ship.")
+        return load(source).as_run()
+    if os.path.isdir(os.path.join(source, "checkpoints")):
+        from jaxdiff.training import restore
+
+        return restore.load_run(source, params)
+    raise ValueError(
+        f"{source!r} is neither a shipped model ({', '.join(available()) or 'none installed'}) "
+        "nor a training workdir (a folder with checkpoints/)."
+    )
+
+
 def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, out_dir=None):
     """Writes a restored run's parameters as a shipped model: NAME.safetensors + NAME.json.
 

@@ -201,6 +201,44 @@ def test_gif_frames_read_back_and_tile_into_a_sheet(tmp_path):
         sheet.turntable_sheet([str(tmp_path)], str(tmp_path / "x.png"))
 
 
+def test_view_agreement_finds_the_side_each_render_shows():
+    from jaxdiff.sds import views
+
+    rng = np.random.default_rng(0)
+    azimuth = np.arange(8) * 2 * np.pi / 8 + 0.1  # one render per bin, classes 0 and 1
+    renders = shapes3d.Renders(
+        images=rng.integers(0, 256, size=(16, 4, 4, 3), dtype=np.uint8),
+        classes=np.repeat([0, 1], 8),
+        azimuth=np.tile(azimuth, 2),
+        elevation=np.zeros(16),
+        labels=shapes3d.view_label(np.repeat([0, 1], 8), np.tile(azimuth, 2)),
+    )
+    frames = renders.images[8:] / 255.0  # class 1's renders, each shown from its own side
+    np.testing.assert_array_equal(views.nearest_view_bins(frames, renders, 1), np.arange(8))
+    assert views.view_agreement(frames, azimuth, renders, 1) == 1.0
+    assert views.view_agreement(frames, azimuth + np.pi, renders, 1) == 0.0  # the far side
+    assert views.view_agreement(frames, azimuth + np.pi / 4, renders, 1) == 1.0  # one bin off
+    assert views.view_agreement(frames, azimuth + np.pi / 4, renders, 1, tolerance=0) == 0.0
+    with pytest.raises(ValueError, match="frames must have shape"):
+        views.view_agreement(frames[..., :2], azimuth, renders, 1)
+    with pytest.raises(ValueError, match="no renders of class 3"):
+        views.view_agreement(frames, azimuth, renders, 3)
+
+
+def test_the_shipped_prior_loads_by_name():
+    from jaxdiff import pretrained
+
+    model = prior.load("shapes3d_views", "mug", guidance=20.0)
+    assert model.description["model"] == "shapes3d_views" and model.description["step"] > 0
+    assert model.description["dataset"] == "shapes3d"
+    np.testing.assert_array_equal(model.label_fn(np.array([0.0, np.pi])), [8, 12])
+    x = jnp.zeros((2, 32, 32, 3))
+    eps = model.eps_fn(x, jnp.full((2,), 0.5), label=jnp.array([8, 12]))
+    assert eps.shape == x.shape and bool(jnp.all(jnp.isfinite(eps)))
+    with pytest.raises(ValueError, match="only its EMA weights ship"):
+        pretrained.load_run("shapes3d_views", "raw")
+
+
 def test_command_line_errors_list_the_valid_prompts(tmp_path, capsys):
     assert cli.PROMPTS == shapes3d.CLASSES
     with pytest.raises(SystemExit) as e:
@@ -225,6 +263,7 @@ def test_command_writes_turntable_weights_and_record(tmp_path):
             "--views_per_step=1",
             "--resolution=8",
             "--turntable_views=4",
+            f"--data_dir={tmp_path / 'cache'}",
         ]
     )
     with Image.open(out / "turntable.gif") as gif:
@@ -233,6 +272,7 @@ def test_command_writes_turntable_weights_and_record(tmp_path):
     assert params["density"].shape == (8, 8, 8) and record["prompt"] == "torus"
     assert record["settings"]["num_steps"] == 2 and record["optimisation_seconds"] > 0
     assert record["prior"]["model"] == "empirical"
+    assert 0.0 <= record["view_agreement"] <= 1.0  # the nearest-render check ran
     assert json.loads(json.dumps(record)) == record and os.path.exists(out / io.WEIGHTS)
     assert dataclasses.asdict(optimize.Settings())["camera"]["image_size"] == 32
 

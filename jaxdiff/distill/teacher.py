@@ -6,8 +6,6 @@ config is the teacher's with the distillation config's ``seed``, ``train``, ``op
 ``data.batch_size`` and ``data.data_dir`` on top.
 """
 
-import os
-
 import ml_collections
 
 from jaxdiff.training import restore
@@ -17,14 +15,7 @@ def load_teacher(source: str) -> restore.Run:
     """The teacher: a shipped model's name or a training run's workdir."""
     from jaxdiff import pretrained
 
-    if source in pretrained.available():
-        return pretrained.load(source).as_run()
-    if os.path.isdir(os.path.join(source, "checkpoints")):
-        return restore.load_run(source)
-    raise ValueError(
-        f"teacher {source!r} is neither a shipped model ({', '.join(pretrained.available())}) "
-        "nor a training workdir (a folder with checkpoints/)."
-    )
+    return pretrained.load_run(source)
 
 
 def teacher_guidance(config, teacher: restore.Run) -> float:

@@ -7,7 +7,8 @@ prompt to a view-conditioned diffusion model (a run of ``configs/shapes3d_views.
 no training). Writes ``DIR/turntable.gif`` (16 views), ``DIR/field.safetensors`` and
 ``DIR/field.json`` (settings, prior, wall time, final metrics and, with
 ``--classifier=CLF``, the fraction of turntable views the shape classifier labels as the
-prompt). Example::
+prompt; with ``--data_dir``, the fraction whose nearest training render is seen from the
+same side, within one 45-degree bin: ``sds.views``). Example::
 
   python -m jaxdiff.sds --prompt=mug --model=runs/shapes3d_views --out=runs/sds/mug \\
       --classifier=runs/shape_classifier
@@ -31,12 +32,19 @@ PROMPTS = ("torus", "mug", "die", "lblock")  # data.shapes3d.CLASSES (checked in
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("prompt", None, f"The shape: one of {', '.join(PROMPTS)}.", flag_values=FLAGS)
 flags.DEFINE_string(
-    "model", None, "A shapes3d_views training run, or 'empirical[:DATASET]'.", flag_values=FLAGS
+    "model",
+    None,
+    "The shipped 'shapes3d_views', a run of configs/shapes3d_views.py, or 'empirical[:DATASET]'.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_string("out", None, "Output directory (created).", flag_values=FLAGS)
 flags.DEFINE_string("classifier", None, "A shape classifier's directory.", flag_values=FLAGS)
 flags.DEFINE_string(
-    "data_dir", None, "Cache of the renders (--model=empirical).", flag_values=FLAGS
+    "data_dir",
+    None,
+    "Cache of the renders: the empirical prior's data and, with any model, the"
+    " nearest-render view check (view_agreement in field.json).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer("num_steps", 600, "Optimisation steps.", flag_values=FLAGS)
 flags.DEFINE_integer("views_per_step", 4, "Views rendered per step.", flag_values=FLAGS)
@@ -70,13 +78,17 @@ def check_flags() -> None:
 
 def check_paths() -> None:
     """Run-time errors (exit 1) for a missing run or classifier."""
+    from jaxdiff import pretrained
     from jaxdiff.sds import prior
 
     empirical = FLAGS.model.partition(":")[0] == prior.EMPIRICAL
-    if not empirical and not os.path.isdir(os.path.join(FLAGS.model, "checkpoints")):
+    shipped = FLAGS.model in pretrained.available()
+    run = os.path.isdir(os.path.join(FLAGS.model, "checkpoints"))
+    if not (empirical or shipped or run):
         raise ValueError(
-            f"--model={FLAGS.model}: no training run there (no checkpoints folder); train "
-            "configs/shapes3d_views.py first or use --model=empirical."
+            f"--model={FLAGS.model}: no training run there (no checkpoints folder) and no "
+            "shipped model of that name; use --model=shapes3d_views (shipped), a run of "
+            "configs/shapes3d_views.py or --model=empirical."
         )
     if FLAGS.classifier and not os.path.isdir(FLAGS.classifier):
         raise ValueError(
@@ -117,6 +129,8 @@ def run() -> None:
     }
     if FLAGS.classifier:
         record["classifier_agreement"] = _agreement(frames)
+    if FLAGS.data_dir:
+        record["view_agreement"] = _view_agreement(frames, model.description["dataset"])
     os.makedirs(FLAGS.out, exist_ok=True)
     io.save_gif(frames, os.path.join(FLAGS.out, "turntable.gif"))
     io.save_field(FLAGS.out, {k: v for k, v in params.items()}, record)
@@ -129,6 +143,15 @@ def _agreement(frames) -> float:
 
     params, _ = classifier.load_classifier(FLAGS.classifier)
     return shape_classifier.agreement(params, frames, shapes3d.class_index(FLAGS.prompt))
+
+
+def _view_agreement(frames, dataset: str) -> float:
+    from jaxdiff.data import shapes3d
+    from jaxdiff.sds import optimize, views
+
+    renders = shapes3d.generate(dataset, "train", FLAGS.data_dir)
+    azimuth = optimize.turntable_views(FLAGS.turntable_views, FLAGS.elevation)["azimuth"]
+    return views.view_agreement(frames, azimuth, renders, shapes3d.class_index(FLAGS.prompt))
 
 
 class _progress:

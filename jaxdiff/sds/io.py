@@ -73,7 +73,7 @@ def load_gif(path: str, upscale: int = 4) -> np.ndarray:
     """
     frames = []
     with Image.open(path) as gif:
-        for index in range(gif.n_frames):
+        for index in range(getattr(gif, "n_frames", 1)):  # a one-frame image has none
             gif.seek(index)
             frames.append(np.asarray(gif.convert("RGB")))
     pixels = np.stack(frames)

@@ -46,7 +46,8 @@ def load(
     (the exact denoiser of a ``shapes3d`` dataset's renders, default "shapes3d").
 
     Args:
-      model: the run directory or "empirical" / "empirical:shapes3d_tiny".
+      model: the run directory, a shipped model's name ("shapes3d_views") or "empirical" /
+        "empirical:shapes3d_tiny".
       prompt: a shape class name.
       guidance: the classifier-free guidance weight w.
       params: a run's "ema" or "raw" weights.
@@ -80,10 +81,11 @@ def from_renders(
 
 
 def from_run(workdir: str, guidance: float, label_fn: Callable, params: str = "ema") -> Prior:
-    """The newest checkpoint of a training run of ``configs/shapes3d_views.py``."""
-    from jaxdiff.training import restore
+    """The newest checkpoint of a training run of ``configs/shapes3d_views.py``, or a
+    shipped model of one (``pretrained.load_run``: "shapes3d_views")."""
+    from jaxdiff import pretrained
 
-    run = restore.load_run(workdir, params)
+    run = pretrained.load_run(workdir, params)
     config = run.config
     if config.data.source != "shapes3d" or config.model.num_classes != NUM_LABELS:
         raise ValueError(
@@ -96,5 +98,11 @@ def from_run(workdir: str, guidance: float, label_fn: Callable, params: str = "e
     eps_fn = score.guided_eps_fn(
         run.model_fn(), config.sample.kind, run.process, guidance=guidance, null_label=NUM_LABELS
     )
-    description = {"model": workdir, "step": run.step, "params": params, "guidance": guidance}
+    description = {
+        "model": workdir,
+        "dataset": config.data.name,
+        "step": run.step,
+        "params": params,
+        "guidance": guidance,
+    }
     return Prior(eps_fn, run.process, label_fn, description)
