@@ -1,8 +1,9 @@
-"""Text-to-3D by score distillation: ``python -m jaxdiff.sds --prompt=torus
---model=WORKDIR --out=DIR``.
+"""Text-to-3D by score distillation: ``python -m jaxdiff.sds --prompt=torus --out=DIR``
+(``--model=`` picks another prior).
 
 Optimises a voxel radiance field so that its renders, from every side, look like the
-prompt to a view-conditioned diffusion model (a run of ``configs/shapes3d_views.py``, or
+prompt to a view-conditioned diffusion model (by default the shipped ``shapes3d_views``;
+or a run of ``configs/shapes3d_views.py``, or
 ``--model=empirical``: the exact denoiser of the training renders, a reference that needs
 no training). Writes ``DIR/turntable.gif`` (16 views), ``DIR/field.safetensors`` and
 ``DIR/field.json`` (settings, prior, wall time, final metrics and, with
@@ -10,6 +11,7 @@ no training). Writes ``DIR/turntable.gif`` (16 views), ``DIR/field.safetensors``
 prompt; with ``--data_dir``, the fraction whose nearest training render is seen from the
 same side, within one 45-degree bin: ``sds.views``). Example::
 
+  python -m jaxdiff.sds --prompt=mug --out=runs/sds/mug   # the shipped prior
   python -m jaxdiff.sds --prompt=mug --model=runs/shapes3d_views --out=runs/sds/mug \\
       --classifier=runs/shape_classifier
 
@@ -33,7 +35,7 @@ FLAGS = flags.FlagValues()
 flags.DEFINE_string("prompt", None, f"The shape: one of {', '.join(PROMPTS)}.", flag_values=FLAGS)
 flags.DEFINE_string(
     "model",
-    None,
+    "shapes3d_views",
     "The shipped 'shapes3d_views', a run of configs/shapes3d_views.py, or 'empirical[:DATASET]'.",
     flag_values=FLAGS,
 )
@@ -58,7 +60,7 @@ flags.DEFINE_enum(
     "params", "ema", ["ema", "raw"], "The run's EMA or raw weights.", flag_values=FLAGS
 )
 _cli.define_verbose(FLAGS)
-flags.mark_flags_as_required(["prompt", "model", "out"], flag_values=FLAGS)
+flags.mark_flags_as_required(["prompt", "out"], flag_values=FLAGS)
 
 
 def check_flags() -> None:
