@@ -145,8 +145,12 @@ def test_build_is_deterministic_and_says_the_digits(built, tmp_path):
     assert arrays["images"].shape == (30, 32, 32, 1) and arrays["images"].dtype == np.uint8
     assert arrays["labels"].tolist() == [i % 10 for i in range(30)]
     again = spoken_digits.generate("train", 3)
-    assert again["images"].tobytes() == arrays["images"][:3].tobytes()
-    assert again["waves"].tobytes() == arrays["waves"][:3].tobytes()
+    assert again["waves"].tobytes() == arrays["waves"][:3].tobytes()  # the generator: exact
+    # The log-mel transform's float sums can round a uint8 level the other way when BLAS
+    # runs with another thread count (seen once in CI under pytest-xdist on an AMD EPYC:
+    # a few pixels off by one); more than one level would be a real difference.
+    gap = np.abs(again["images"].astype(int) - arrays["images"][:3].astype(int))
+    assert gap.max() <= 1 and np.mean(gap > 0) < 0.01, (gap.max(), np.mean(gap > 0))
     loud = np.abs(arrays["waves"].astype(np.float32)).max(axis=1) / 32767
     np.testing.assert_allclose(loud, 0.9, atol=1e-3)  # peak-normalised speech, not silence
     with pytest.raises(ValueError, match="build them with `python -m jaxdiff.data.spoken_digits"):
