@@ -17,8 +17,6 @@ import numpy as np
 
 from jaxdiff.data import shapes3d
 
-CHANCE_WITHIN_ONE_BIN = 3 / shapes3d.VIEW_BINS  # the view's bin or either neighbour
-
 
 def nearest_view_bins(frames, renders: shapes3d.Renders, class_id: int) -> np.ndarray:
     """The azimuth bins (V,) of the nearest class-``class_id`` render to each frame.
