@@ -108,7 +108,8 @@ def define_pretrained(flag_values: flags.FlagValues) -> None:
     """``--pretrained=NAME``: a model shipped with jaxdiff (its help lists them)."""
     from jaxdiff import pretrained
 
-    names = ", ".join(pretrained.available()) or "(none installed)"
+    names = ", ".join(pretrained.available("pixel") + pretrained.available("latent"))
+    names = names or "(none installed)"
     help_text = f"A model shipped with jaxdiff, instead of --workdir; one of: {names}."
     flags.DEFINE_string("pretrained", None, help_text, flag_values=flag_values)
 
@@ -153,11 +154,12 @@ def load_model_run(workdir: str | None, pretrained_name: str | None, params: str
     return restore.load_run(workdir, params)
 
 
-def check_pretrained(name: str) -> None:
-    """Raises :class:`UsageError` unless ``name`` is a shipped model (lists the valid ones)."""
+def check_pretrained(name: str, kinds: tuple[str, ...] = ("pixel",)) -> None:
+    """Raises :class:`UsageError` unless ``name`` is a shipped model of one of ``kinds``
+    (``pretrained.KINDS``); the message lists the valid ones."""
     from jaxdiff import pretrained
 
-    names = pretrained.available()
+    names = [n for kind in kinds for n in pretrained.available(kind)]
     require(
         name in names, f"--pretrained={name}: no such shipped model; valid: {', '.join(names)}."
     )

@@ -26,12 +26,33 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights"
 SEPARATOR = "/"
 
 
-def available() -> list[str]:
-    """Names of the shipped models (those with both a .json and a .safetensors file)."""
+KINDS = ("pixel", "latent", "autoencoder")
+
+
+def available(kind: str | None = "pixel") -> list[str]:
+    """Names of the shipped models (those with both a .json and a .safetensors file).
+
+    Args:
+      kind: "pixel" (the default: diffusion models in pixel space, ``load(name).sample``),
+        "latent" (text / map models: ``text2img.load(name)``), "autoencoder"
+        (``autoencoder.run.load(name)``), or None for all of them.
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: must be one of {KINDS} or None.")
     if not os.path.isdir(WEIGHTS_DIR):
         return []
     names = {f[: -len(".json")] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".json")}
-    return sorted(n for n in names if os.path.exists(_path(n, ".safetensors")))
+    names = {n for n in names if os.path.exists(_path(n, ".safetensors"))}
+    return sorted(n for n in names if kind is None or model_kind(n) == kind)
+
+
+def model_kind(name: str) -> str:
+    """ "pixel", "latent" or "autoencoder": what the shipped model ``name`` is (its config)."""
+    with open(_path(name, ".json"), encoding="utf-8") as f:
+        config = json.load(f)["config"]
+    if "autoencoder" in config:
+        return "autoencoder"
+    return "latent" if "latent" in config else "pixel"
 
 
 def _path(name: str, suffix: str) -> str:
@@ -86,8 +107,8 @@ def read_weights(name: str) -> tuple[dict[str, np.ndarray], dict]:
     """
     from safetensors.numpy import load_file
 
-    if name not in available():
-        raise ValueError(f"unknown pretrained model {name!r}; available: {available()}.")
+    if name not in available(None):
+        raise ValueError(f"unknown pretrained model {name!r}; available: {available(None)}.")
     with open(_path(name, ".json"), encoding="utf-8") as f:
         record = json.load(f)
     stored = load_file(_path(name, ".safetensors"))
@@ -250,6 +271,11 @@ def load(name: str) -> Pretrained:
     from jaxdiff.training import components
 
     flat, record = read_weights(name)
+    if "autoencoder" in record["config"]:
+        raise ValueError(
+            f"{name!r} is an autoencoder, not a diffusion model: load it with "
+            "jaxdiff.autoencoder.run.load(name)."
+        )
     config = with_sampler(ml_collections.ConfigDict(record["config"]), record["sampler"])
     params = jax.tree.map(jax.numpy.asarray, unflatten(flat))
     return Pretrained(
@@ -274,7 +300,7 @@ def load_run(source: str, params: str = "ema"):
       ValueError: neither a shipped name nor a run (the message lists the names), or
         ``params="raw"`` for a shipped model.
     """
-    if source in available():
+    if source in available(None):
         if params != "ema":
             raise ValueError(f"{source!r} is a shipped model: only its EMA weights ship.")
         return load(source).as_run()
@@ -283,12 +309,14 @@ def load_run(source: str, params: str = "ema"):
 
         return restore.load_run(source, params)
     raise ValueError(
-        f"{source!r} is neither a shipped model ({', '.join(available()) or 'none installed'}) "
+        f"{source!r} is neither a shipped model ({', '.join(available(None)) or 'none'}) "
         "nor a training workdir (a folder with checkpoints/)."
     )
 
 
-def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, out_dir=None):
+def save(
+    name: str, run, *, dtype: str = "float16", sampler=None, notes=None, out_dir=None, extra=None
+):
     """Writes a restored run's parameters as a shipped model: NAME.safetensors + NAME.json.
 
     Args:
@@ -296,9 +324,10 @@ def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, ou
       run: a ``training.restore.Run`` (config, params, step).
       dtype: storage dtype of the weights ("float16" or "float32"); loading casts to float32.
       sampler: default sampler {"method", "num_steps", "guidance", "options"} (default: the
-        config's ``sample`` section).
+        config's ``sample`` section; {} for a model that does not sample, an autoencoder).
       notes: JSON-able facts to record (command, hours, CPU, library versions, metrics).
       out_dir: where to write (default: the package's weights/ folder).
+      extra: more JSON-able record fields (an autoencoder's ``scale_factor``).
 
     Returns:
       The path of the .json record.
@@ -314,12 +343,13 @@ def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, ou
         "name": name,
         "step": int(run.step),
         "config": config,
-        "sampler": sampler or default_sampler(run.config),
+        "sampler": default_sampler(run.config) if sampler is None else sampler,
         "prng_impl": config.get("prng_impl", "threefry2x32"),
         "stored_dtype": dtype,
         "num_params": int(sum(a.size for a in flat.values())),
         "params_sha256": params_sha256(flat),
         "notes": notes or {},
+        **(extra or {}),
     }
     save_file(flat, os.path.join(out_dir, name + ".safetensors"))
     path = os.path.join(out_dir, name + ".json")
@@ -329,7 +359,8 @@ def save(name: str, run, *, dtype: str = "float16", sampler=None, notes=None, ou
 
 
 def main(argv=None) -> None:
-    """``python -m jaxdiff.pretrained --workdir=DIR --name=NAME``: ship a run's EMA weights."""
+    """``python -m jaxdiff.pretrained --workdir=DIR --name=NAME``: ship a run's EMA weights
+    (a diffusion run, a latent text / map run or an autoencoder run)."""
     import argparse
 
     from jaxdiff import _xla_flags
@@ -343,21 +374,41 @@ def main(argv=None) -> None:
     p.add_argument("--method", default="", help="default sampler (default: the config's)")
     p.add_argument("--num_steps", type=int, default=0, help="its steps (with --method)")
     p.add_argument("--guidance", type=float, default=None, help="default guidance w")
+    p.add_argument(
+        "--autoencoder", default="", help="a latent run: the shipped autoencoder it decodes with"
+    )
     p.add_argument("--out_dir", default=WEIGHTS_DIR)
     args = p.parse_args(argv)
     _xla_flags.prepare()
-    from jaxdiff.training import restore
-
     notes = {}
     if args.notes:
         with open(args.notes, encoding="utf-8") as f:
             notes = json.load(f)
+    print(f"wrote {_ship(args, notes)}")
+
+
+def _ship(args, notes: dict) -> str:
+    """Saves the run ``args.workdir`` as ``args.name``; returns the record's path."""
+    from jaxdiff.autoencoder import run as ae_run
+    from jaxdiff.training import restore
+
+    options = dict(dtype=args.dtype, notes=notes, out_dir=args.out_dir)
+    if ae_run.is_autoencoder_run(args.workdir):
+        ae = ae_run.load(args.workdir, args.params)
+        extra = {"scale_factor": float(ae.scale_factor)}
+        return save(args.name, ae, sampler={}, extra=extra, **options)
     run = restore.load_run(args.workdir, args.params)
+    if args.autoencoder:
+        if "latent" not in run.config:
+            raise SystemExit(f"--autoencoder: {args.workdir} is not a latent run.")
+        if args.autoencoder not in available("autoencoder"):
+            raise SystemExit(
+                f"--autoencoder={args.autoencoder}: not a shipped autoencoder; shipped: "
+                f"{available('autoencoder')}. Ship it first (same command, its workdir)."
+            )
+        run.config.latent.autoencoder = args.autoencoder
     sampler = default_sampler(run.config, args.method, args.num_steps, args.guidance)
-    path = save(
-        args.name, run, dtype=args.dtype, sampler=sampler, notes=notes, out_dir=args.out_dir
-    )
-    print(f"wrote {path}")
+    return save(args.name, run, sampler=sampler, **options)
 
 
 def default_sampler(config, method: str = "", num_steps: int = 0, guidance=None) -> dict:

@@ -130,21 +130,26 @@ def run() -> None:
     _cli.check_writable_file(FLAGS.out, "--out")
     _cli.require_one_model_source(FLAGS.workdir, FLAGS.pretrained)
     if FLAGS.pretrained:
+        _cli.check_pretrained(FLAGS.pretrained, ("pixel", "latent"))
+    if FLAGS.pretrained in pretrained.available("latent"):
+        images, labels, config = sample_latent(FLAGS.pretrained)
+    elif FLAGS.pretrained:
         images, labels, config = sample_pretrained()
     elif FLAGS.prompt is not None or FLAGS.maps is not None:  # a latent text / map run
-        images, labels, config = sample_latent()
+        _cli.check_run_dir(FLAGS.workdir)
+        images, labels, config = sample_latent(FLAGS.workdir)
     else:
         images, labels, config = sample_run()
     write(images, labels, config)
 
 
-def sample_latent():
-    """(images, None, config) from a latent run, for --prompt / --negative_prompt / --maps."""
+def sample_latent(source: str):
+    """(images, None, config) from a latent run or shipped latent model (``source``), for
+    --prompt / --negative_prompt / --maps."""
     from jaxdiff import text2img
 
-    _cli.check_run_dir(FLAGS.workdir)
     _cli.require(FLAGS.label is None, "--label: a text / map model takes --prompt or --maps.")
-    gen = text2img.load(FLAGS.workdir, FLAGS.params)
+    gen = text2img.load(source, FLAGS.params)
     images = text2img.sample_command(
         gen,
         FLAGS.num_samples,
@@ -201,7 +206,6 @@ def check_media_flags(config, out: str, condition_frames, condition_weight) -> N
 
 def sample_pretrained():
     """(images, labels or None) from the shipped model --pretrained."""
-    _cli.check_pretrained(FLAGS.pretrained)
     model = pretrained.load(FLAGS.pretrained)
     check_flags_against(model.config)
     method = FLAGS.method or model.config.sample.method

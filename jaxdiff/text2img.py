@@ -1,14 +1,15 @@
 """Sampling a latent diffusion run from prompts and/or semantic maps, decoded to pixels.
 
-``load(workdir)`` restores the run and the autoencoder its config names
-(``latent.autoencoder``); ``Generator.generate`` draws images for prompts (negative prompts
-optional) or maps with the run's sampler settings, through ``latent.sample`` (the same
-``samplers.sample`` and classifier-free guidance as every model). ``python -m
-jaxdiff.sample --workdir=DIR --prompt="a thin upright seven" --guidance=4`` calls it.
+``load(source)`` restores the run (a workdir or a shipped name) and the autoencoder its
+config names (``latent.autoencoder``); ``Generator.generate`` draws images for prompts
+(negative prompts optional) or maps with the run's sampler settings, through
+``latent.sample`` (the same ``samplers.sample`` and classifier-free guidance as every
+model). ``python -m jaxdiff.sample --workdir=DIR --prompt="a thin upright seven"
+--guidance=4`` (or ``--pretrained=mnist_text2img``) calls it.
 
 Example::
 
-  gen = text2img.load("runs/mnist_text2img")
+  gen = text2img.load("runs/mnist_text2img")   # or the shipped "mnist_text2img"
   images = gen.generate(jax.random.key(0), prompts=["a thick seven"] * 16, guidance=4.0)
 """
 
@@ -127,16 +128,20 @@ class Generator:
         return self._compiled[cache_key]
 
 
-def load(workdir: str, params: str = "ema", autoencoder: str | None = None) -> Generator:
-    """The run in ``workdir`` with its autoencoder (``autoencoder`` overrides the config's).
+def load(source: str, params: str = "ema", autoencoder: str | None = None) -> Generator:
+    """A shipped latent model (``pretrained.available("latent")``) or the run in a workdir,
+    with its autoencoder (``autoencoder`` overrides the config's; a shipped model names a
+    shipped autoencoder).
 
     Raises:
-      ValueError: not a latent run, or no such autoencoder.
+      ValueError: not a latent run, or no such model or autoencoder.
     """
-    run = restore.load_run(workdir, params)
+    from jaxdiff import pretrained
+
+    run = pretrained.load_run(source, params)
     s = latent.settings(run.config)
     if s is None:
-        raise ValueError(f"{workdir} is not a latent (text / map) run: it has no latent section.")
+        raise ValueError(f"{source} is not a latent (text / map) run: it has no latent section.")
     where = s.autoencoder if autoencoder is None else autoencoder
     decode = None
     if where:

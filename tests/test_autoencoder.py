@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from jaxdiff import losses as diffusion_losses
 from jaxdiff import train
@@ -128,9 +129,11 @@ def test_encode_and_evaluate_commands(smoke_run, capsys):
     with tfds.testing.mock_data(num_examples=16):
         args = [f"--workdir={smoke_run / 'ae'}", "--split=train", "--max_len=64"]
         ae_cli.main(["--action=encode", f"--out={out}", *args])
-        ae_cli.main(["--action=evaluate", "--limit=8", *args])
+        ae_cli.main(["--action=evaluate", "--limit=8", f"--grid={smoke_run / 'ae.png'}", *args])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result) >= {"psnr", "ssim", "latent_std"} and result["images"] == 8
+    grid = np.asarray(Image.open(smoke_run / "ae.png"))  # 8 images over 8 reconstructions
+    assert grid.shape == (2 * (2 * 29 + 1), 2 * (8 * 29 + 1))
     with np.load(out) as f:
         assert f["latents"].shape == (16, 7, 7, 4) and f["tokens"].shape == (16, 64)
         assert f["semantic_map"].shape == (16, 28, 28, 1) and len(f["captions"]) == 16
@@ -153,3 +156,21 @@ def test_resuming_with_another_architecture_is_refused_clearly(smoke_run, capsys
         train.main([*args, "--config.autoencoder.ch=16", "--config.train.num_steps=5"])
     assert e.value.code == 1
     assert "different config (autoencoder.ch: 8 there vs 16 here)" in capsys.readouterr().err
+
+
+def test_a_shipped_autoencoder_loads_as_its_run(smoke_run, tmp_path, monkeypatch):
+    from jaxdiff import pretrained
+
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path))
+    args = [f"--workdir={smoke_run / 'ae'}", "--name=tiny_ae", "--dtype=float32"]
+    pretrained.main([*args, f"--out_dir={tmp_path}"])
+    assert pretrained.available("autoencoder") == ["tiny_ae"] and pretrained.available() == []
+    shipped, trained = ae_run.load("tiny_ae"), ae_run.load(str(smoke_run / "ae"))
+    assert shipped.scale_factor == trained.scale_factor and shipped.step == trained.step
+    jax.tree.map(np.testing.assert_array_equal, shipped.params, trained.params)
+    x = jnp.linspace(-1, 1, 2 * 28 * 28).reshape(2, 28, 28, 1)
+    np.testing.assert_array_equal(ae_run.reconstruct(shipped, x), ae_run.reconstruct(trained, x))
+    with pytest.raises(ValueError, match="is an autoencoder, not a diffusion model"):
+        pretrained.load("tiny_ae")
+    with pytest.raises(ValueError, match="neither a shipped autoencoder .tiny_ae."):
+        ae_run.load(str(tmp_path / "nowhere"))

@@ -155,13 +155,14 @@ def test_acceptance_measures_on_a_generator_with_known_answers():
 
 
 class DigitBars:
-    """'a DIGIT' -> a bar at column 2 + 2 DIGIT: a deterministic, learnable 'digit'."""
+    """'a DIGIT' -> a centred 20-pixel-high bar 2 + 2 DIGIT wide: a deterministic, learnable
+    'digit' that MNIST's recentring leaves as it is."""
 
     def generate(self, key, prompts=None, **sampler):
         x = -np.ones((len(prompts), 28, 28, 1))
         for i, p in enumerate(prompts):
             d = captions.DIGITS.index(p.split()[-1])
-            x[i, 4:24, 2 + 2 * d : 4 + 2 * d] = 1.0
+            x[i, 4:24, 13 - d : 15 + d] = 1.0
         return x
 
 
@@ -181,3 +182,44 @@ def test_class_accuracy_and_fid_through_a_saved_classifier(tmp_path):
     expected = classifier.accuracy(params, images.astype(np.float32), labels)
     assert acc == expected and acc > 0.9  # the bars are separable: the classifier learns them
     assert abs(fid) < 1e-3  # the samples are the reference images
+    np.testing.assert_array_equal(measure.recentred(images), images)  # already MNIST-placed
+    assert measure.reference_accuracy(str(tmp_path / "clf"), images, labels) == expected
+
+
+def test_recentre_puts_a_placed_digit_back_in_mnists_box():
+    x = np.zeros((1, 28, 28))
+    x[0, 2:12, 3:8] = 1.0  # a small block (10 x 5) in the top left
+    out = captions.recentre(x)[0, ..., 0]
+    rows, cols = np.nonzero(out > 0.5)
+    assert rows.max() - rows.min() + 1 == captions.MNIST_BOX  # the longer side fits the box
+    assert 9 <= cols.max() - cols.min() + 1 <= 11  # the aspect ratio is kept
+    com = np.array(
+        [
+            np.average(np.arange(28), weights=out.sum(1)),
+            np.average(np.arange(28), weights=out.sum(0)),
+        ]
+    )
+    np.testing.assert_allclose(com, 13.5, atol=0.5)  # centred by mass
+    np.testing.assert_array_equal(captions.recentre(np.zeros((1, 28, 28))), 0.0)
+
+
+def test_the_measure_command_writes_the_table_and_one_picture_row_per_prompt(
+    tmp_path, monkeypatch, capsys
+):
+    import types
+
+    from PIL import Image
+
+    from jaxdiff import text2img
+    from jaxdiff import text2img_measure as measure
+
+    gen = FakeGenerator()
+    gen.settings = types.SimpleNamespace(text=True, semantic_map="")
+    monkeypatch.setattr(text2img, "load", lambda workdir: gen)
+    grid, out = tmp_path / "grid.png", tmp_path / "table.md"
+    measure.main(["--workdir=unused", "--num=4", f"--grid={grid}", f"--out={out}"])
+    prompts = (tmp_path / "grid.png.txt").read_text().splitlines()
+    assert prompts == [p for low, high, _ in measure.CONTRASTS.values() for p in (low, high)]
+    rows, cols = len(prompts), measure.KEEP  # 28-pixel tiles, 1-pixel gaps, upscaled twice
+    assert np.asarray(Image.open(grid)).shape == (2 * (29 * rows + 1), 2 * (29 * cols + 1))
+    assert "| thickness |" in out.read_text() and "| thickness |" in capsys.readouterr().out

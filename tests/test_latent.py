@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxdiff import latent, sample, text2img, train
+from jaxdiff import latent, pretrained, sample, text2img, train
+from jaxdiff.autoencoder import losses as autoencoder_losses
+from jaxdiff.data import captions
 from jaxdiff.text import prompts
 from jaxdiff.training import components, loop
 
@@ -102,6 +104,22 @@ def test_smoke_training_and_generation_without_a_decoder(variant, tmp_path):
         with pytest.raises(ValueError, match="no text encoder"):
             gen.generate(jax.random.key(0), prompts=["a seven"] * 2, maps=np.zeros((2, 28, 28, 1)))
     assert z.shape == (2, 7, 7, 4) and np.all(np.isfinite(z))
+    if variant == "smoke":  # shipped as float32, it samples exactly as the run does
+        assert_ships_exactly(tmp_path, gen, prompts=["a thin seven", ""], guidance=3.0)
+
+
+def assert_ships_exactly(tmp_path, gen, **inputs):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path / "weights"))
+        pretrained.load.cache_clear()  # a name cached from another folder
+        run = str(tmp_path / "run")
+        pretrained.main([f"--workdir={run}", "--name=tiny_t2i", "--dtype=float32"])
+        assert pretrained.available("latent") == ["tiny_t2i"]
+        shipped = text2img.load("tiny_t2i").generate(jax.random.key(0), **inputs)
+        np.testing.assert_array_equal(shipped, gen.generate(jax.random.key(0), **inputs))
+        with pytest.raises(SystemExit, match="not a shipped autoencoder"):
+            pretrained.main([f"--workdir={run}", "--name=x", "--autoencoder=tiny_ae"])
+    pretrained.load.cache_clear()
 
 
 @pytest.mark.slow  # three CLI trainings (autoencoder, text, map) and their samplers: ~2 min
@@ -175,3 +193,30 @@ def test_a_dit_backbone_with_text_and_map_through_components():
     x = jnp.ones(components.example_shape(c, 2))
     out = jax.jit(lambda p: net.apply({"params": p}, x, jnp.ones(2), **cond))(params)
     assert out.shape == (2, 7, 7, 4)  # the latent channels, not the concatenated ones
+
+
+SHIPPED_TEXT_MODEL = "mnist_text2img"
+
+
+@pytest.mark.skipif(
+    SHIPPED_TEXT_MODEL not in pretrained.available("latent"), reason="mnist_text2img not shipped"
+)
+def test_the_shipped_text_model_puts_digits_where_the_prompt_says(tmp_path):
+    gen = text2img.load(SHIPPED_TEXT_MODEL)
+    assert gen.run.config.latent.autoencoder in pretrained.available("autoencoder")
+    prompts_ = ["a seven in the top left"] * 6 + ["a seven in the bottom right"] * 6
+    images = gen.generate(jax.random.key(0), prompts=prompts_)
+    assert images.shape == (12, 28, 28, 1) and np.all(np.isfinite(images))
+    rows, cols = captions.position((np.clip(images, -1, 1) + 1) / 2)
+    assert rows[6:].mean() - rows[:6].mean() > 2 and cols[6:].mean() - cols[:6].mean() > 2
+    from jaxdiff.autoencoder import run as ae_run  # its decoder's outputs re-encode faithfully
+
+    images = np.clip(images, -1, 1)
+    recon = ae_run.reconstruct(ae_run.load(gen.run.config.latent.autoencoder), images)
+    assert float(np.mean(autoencoder_losses.psnr(jnp.asarray(images), recon))) > 20.0
+    out = tmp_path / "fours.npz"
+    sample.main(
+        [f"--pretrained={SHIPPED_TEXT_MODEL}", "--prompt=a four", "--num_samples=2", f"--out={out}"]
+    )
+    with np.load(out) as f:
+        assert f["images"].shape == (2, 28, 28, 1)

@@ -177,3 +177,16 @@ def test_shipped_model_loads_exactly_and_samples(name):
     student = record["config"].get("distill")  # valid only on its own grid: its default
     images = model.sample(jax.random.key(0), 16, num_steps=None if student else 10)
     assert images.shape == (16, *model.image_shape) and bool(jnp.all(jnp.isfinite(images)))
+
+
+@pytest.mark.parametrize("name", pretrained.available(None))
+def test_every_shipped_file_matches_its_record_and_says_how_it_was_made(name):
+    _, record = pretrained.read_weights(name)  # refuses a SHA-256 mismatch
+    assert record["name"] == name and pretrained.model_kind(name) in pretrained.KINDS
+    assert {"command", "cpu", "versions"} <= set(record["notes"])
+    assert os.path.getsize(os.path.join(pretrained.WEIGHTS_DIR, name + ".safetensors")) < 20e6
+
+
+def test_kinds_are_checked():
+    with pytest.raises(ValueError, match=r"kind='image': must be one of \('pixel'"):
+        pretrained.available("image")

@@ -30,8 +30,11 @@ flags.DEFINE_string("data_dir", None, "TFDS directory.", flag_values=FLAGS)
 flags.DEFINE_integer("limit", None, "Use only the first N images.", flag_values=FLAGS)
 flags.DEFINE_string("classifier_dir", None, "evaluate: classifier for rFID.", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "encode: the .npz; evaluate: optional JSON.", flag_values=FLAGS)
-flags.DEFINE_integer("max_len", 48, "encode: tokens per caption.", flag_values=FLAGS)
+flags.DEFINE_integer("max_len", 64, "encode: tokens per caption (configs: 64).", flag_values=FLAGS)
 flags.DEFINE_string("semantic_map", "mask", "encode: map kind (mask, edges).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "grid", None, "evaluate: a PNG of 16 images over their reconstructions.", flag_values=FLAGS
+)
 _cli.define_verbose(FLAGS)
 flags.mark_flags_as_required(["action", "workdir"], flag_values=FLAGS)
 
@@ -42,6 +45,8 @@ def run() -> None:
     from jaxdiff.autoencoder import run as ae_run
 
     _cli.require(FLAGS.limit is None or FLAGS.limit >= 1, f"--limit={FLAGS.limit}: must be >= 1.")
+    if FLAGS.grid:
+        _cli.check_writable_file(FLAGS.grid, "--grid")
     if FLAGS.action == "encode":
         _cli.require(bool(FLAGS.out) and FLAGS.out.endswith(".npz"), "--out=FILE.npz is required.")
         _cli.check_writable_file(FLAGS.out, "--out")
@@ -71,6 +76,12 @@ def evaluate(ae, placed: np.ndarray) -> dict:
         feature_fn = classifier.logits_fn(params, (-1, 1), features=True)
     images = placed.astype(np.float32) / 127.5 - 1.0
     result = {"step": ae.step, "images": len(images), **ae_run.measure(ae, images, feature_fn)}
+    if FLAGS.grid:
+        from jaxdiff.training import summaries
+
+        shown = images[:16]
+        both = np.concatenate([shown, ae_run.reconstruct(ae, shown)])
+        summaries.save_grid(both, FLAGS.grid, ncol=len(shown), upscale=2)
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
             json.dump(result, f, indent=1)

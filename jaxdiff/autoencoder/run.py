@@ -3,6 +3,7 @@
 Example::
 
   ae = run.load("runs/mnist_autoencoder")             # EMA params + scale factor
+  ae = run.load("mnist_autoencoder")                  # or the shipped one
   z = ae.encode(jax.random.key(0), images)            # (N, 7, 7, 4), ~unit variance
   images = ae.decode(z)                               # (N, 28, 28, 1), unclipped
   run.measure(ae, test_images, feature_fn)            # {"psnr", "ssim", "rfid", ...}
@@ -52,17 +53,48 @@ class Loaded(NamedTuple):
         return self.net.apply({"params": self.params}, z, method=self.net.decode)
 
 
-def load(workdir: str, params: str = "ema") -> Loaded:
-    """Restores the newest checkpoint of an autoencoder run.
+def is_autoencoder_run(workdir: str) -> bool:
+    """Whether ``workdir`` is a training run whose newest checkpoint is an autoencoder's."""
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        return False
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+    step = ckpt.latest_step()
+    found = step is not None and "autoencoder" in ckpt.read_meta(step)["config"]
+    ckpt.close()
+    return found
+
+
+def load(source: str, params: str = "ema") -> Loaded:
+    """A shipped autoencoder by name, or the newest checkpoint of an autoencoder run.
+
+    Args:
+      source: a name from ``pretrained.available("autoencoder")`` or a workdir.
+      params: a run's "ema" (its first EMA) or "raw" parameters; a shipped one has its EMA.
 
     Raises:
-      ValueError: no checkpoint, or a run that is not an autoencoder's.
+      ValueError: no such shipped model and no checkpoint, or a run that is not an
+        autoencoder's.
     """
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise ValueError(
-            f"{workdir}: no checkpoints folder; train the autoencoder first (python -m "
-            "jaxdiff.train --config=configs/mnist_autoencoder.py --workdir=...)."
+    from jaxdiff import pretrained
+
+    if source in pretrained.available("autoencoder"):
+        flat, record = pretrained.read_weights(source)
+        config = ml_collections.ConfigDict(record["config"])
+        params_tree = jax.tree.map(jnp.asarray, pretrained.unflatten(flat))
+        return Loaded(
+            config, build_network(config), params_tree, record["scale_factor"], record["step"]
         )
+    if not os.path.isdir(os.path.join(source, "checkpoints")):
+        raise ValueError(
+            f"{source}: neither a shipped autoencoder "
+            f"({', '.join(pretrained.available('autoencoder')) or 'none'}) nor a run with a "
+            "checkpoints folder; train the autoencoder first (python -m jaxdiff.train "
+            "--config=configs/mnist_autoencoder.py --workdir=...)."
+        )
+    return _load_run(source, params)
+
+
+def _load_run(workdir: str, params: str) -> Loaded:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     step = ckpt.latest_step()
     if step is None:

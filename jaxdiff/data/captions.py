@@ -181,6 +181,43 @@ def place(image: np.ndarray, scale: float, shift: tuple[float, float]) -> np.nda
     return np.clip(out, 0.0, float(image.max()) if image.size else 0.0)
 
 
+MNIST_BOX = 20  # MNIST's digits fit a 20x20 box, centred by mass in 28x28
+
+
+def recentre(images, box: int = MNIST_BOX) -> np.ndarray:
+    """Undoes a placement the way MNIST was made: each digit's ink bounding box (values >
+    0.2) is scaled to fit a ``box`` x ``box`` square (aspect kept, bilinear) and pasted so
+    that its centre of mass is at the image centre. Classifiers trained on MNIST read
+    placed digits after this (docs/latent.md: 62% -> 98% on placed test digits).
+
+    Args:
+      images: (N, H, W) or (N, H, W, 1) in [0, 1].
+
+    Returns:
+      (N, H, W, 1) in [0, 1]; an image without ink is returned as it is.
+    """
+    x = _batch(images)
+    out = np.zeros_like(x, dtype=np.float64)
+    for i, image in enumerate(x):
+        out[i] = _recentre_one(image, box)
+    return out[..., None]
+
+
+def _recentre_one(image: np.ndarray, box: int) -> np.ndarray:
+    rows, cols = np.nonzero(image > 0.2)
+    if rows.size == 0:
+        return image
+    crop = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float64)
+    zoomed = np.clip(ndimage.zoom(crop, box / max(crop.shape), order=1), 0.0, 1.0)
+    h, w = image.shape
+    com = ndimage.center_of_mass(zoomed)
+    top = int(np.clip(round((h - 1) / 2 - com[0]), 0, h - zoomed.shape[0]))
+    left = int(np.clip(round((w - 1) / 2 - com[1]), 0, w - zoomed.shape[1]))
+    out = np.zeros((h, w))
+    out[top : top + zoomed.shape[0], left : left + zoomed.shape[1]] = zoomed
+    return out
+
+
 SEED = 0  # the seed of the captioned MNIST set (docs/latent.md)
 KEEP = 0.7  # probability that a measured attribute is named
 SCALE_RANGE = (0.65, 1.0)
