@@ -48,8 +48,20 @@ def available(kind: str | None = "pixel") -> list[str]:
 
 def model_kind(name: str) -> str:
     """ "pixel", "latent" or "autoencoder": what the shipped model ``name`` is (its config)."""
-    with open(_path(name, ".json"), encoding="utf-8") as f:
-        config = json.load(f)["config"]
+    path = _path(name, ".json")
+    return _record_kind(path, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _record_kind(path: str, mtime_ns: int) -> str:
+    """The kind of the record at ``path``, read once per version (``mtime_ns``)."""
+    with open(path, encoding="utf-8") as f:
+        return config_kind(json.load(f)["config"])
+
+
+def config_kind(config) -> str:
+    """ "autoencoder", "latent" or "pixel": what a training config (dict or ConfigDict)
+    trains."""
     if "autoencoder" in config:
         return "autoencoder"
     return "latent" if "latent" in config else "pixel"
@@ -271,7 +283,7 @@ def load(name: str) -> Pretrained:
     from jaxdiff.training import components
 
     flat, record = read_weights(name)
-    if "autoencoder" in record["config"]:
+    if config_kind(record["config"]) == "autoencoder":
         raise ValueError(
             f"{name!r} is an autoencoder, not a diffusion model: load it with "
             "jaxdiff.autoencoder.run.load(name)."
@@ -288,26 +300,27 @@ def load(name: str) -> Pretrained:
     )
 
 
-def load_run(source: str, params: str = "ema"):
+def load_run(source: str, params: str = "ema", step: int | None = None):
     """A ``training.restore.Run`` from a shipped model's name or a training run's directory
-    (its newest checkpoint).
+    (its newest checkpoint, or the one of ``step``).
 
     Args:
       source: a name from :func:`available`, or a workdir with ``checkpoints/``.
       params: a run's "ema" or "raw" weights (a shipped model has only its EMA).
+      step: a run's kept checkpoint (None: the newest); a shipped model has one step.
 
     Raises:
       ValueError: neither a shipped name nor a run (the message lists the names), or
         ``params="raw"`` for a shipped model.
     """
     if source in available(None):
-        if params != "ema":
-            raise ValueError(f"{source!r} is a shipped model: only its EMA weights ship.")
+        if params != "ema" or step is not None:
+            raise ValueError(f"{source!r} is a shipped model: only its final EMA weights ship.")
         return load(source).as_run()
     if os.path.isdir(os.path.join(source, "checkpoints")):
         from jaxdiff.training import restore
 
-        return restore.load_run(source, params)
+        return restore.load_run(source, params, step)
     raise ValueError(
         f"{source!r} is neither a shipped model ({', '.join(available(None)) or 'none'}) "
         "nor a training workdir (a folder with checkpoints/)."
@@ -339,6 +352,8 @@ def save(
     flat = {k: np.asarray(v).astype(dtype) for k, v in flatten(run.params).items()}
     config = json.loads(json.dumps(run.config.to_dict()))
     config["data"]["data_dir"] = ""  # the training machine's path means nothing elsewhere
+    if os.path.isabs(config["data"].get("path", "")):  # a latent run's .npz: where docs put it
+        config["data"]["path"] = os.path.join("runs", os.path.basename(config["data"]["path"]))
     record = {
         "name": name,
         "step": int(run.step),

@@ -128,17 +128,20 @@ class Generator:
         return self._compiled[cache_key]
 
 
-def load(source: str, params: str = "ema", autoencoder: str | None = None) -> Generator:
-    """A shipped latent model (``pretrained.available("latent")``) or the run in a workdir,
-    with its autoencoder (``autoencoder`` overrides the config's; a shipped model names a
-    shipped autoencoder).
+def load(
+    source: str, params: str = "ema", autoencoder: str | None = None, step: int | None = None
+) -> Generator:
+    """A shipped latent model (``pretrained.available("latent")``) or the run in a workdir
+    (its newest checkpoint or the one of ``step``), with its autoencoder (``autoencoder``
+    overrides the config's; a shipped model names a shipped autoencoder; a pixel twin has
+    none: its "latents" are the images).
 
     Raises:
       ValueError: not a latent run, or no such model or autoencoder.
     """
     from jaxdiff import pretrained
 
-    run = pretrained.load_run(source, params)
+    run = pretrained.load_run(source, params, step)
     s = latent.settings(run.config)
     if s is None:
         raise ValueError(f"{source} is not a latent (text / map) run: it has no latent section.")

@@ -23,6 +23,8 @@ Command::
       --maps=runs/mnist_latents_test.npz --num=500 --out=docs/latent_iou.md
 """
 
+import functools
+
 import numpy as np
 from absl import flags
 
@@ -72,7 +74,7 @@ def draw(gen, key, prompt: str, num: int, batch: int = 100, keep=None, **sampler
         n = min(batch, num - i)
         images = gen.generate(jax.random.fold_in(key, i), prompts=[prompt] * batch, **sampler)
         out.append(images[:n])
-    images = np.concatenate(out)
+    images = np.clip(np.concatenate(out), -1.0, 1.0)  # a pixel twin's are not decoded
     if keep is not None:
         keep[prompt] = images[:KEEP]
     return images
@@ -104,8 +106,16 @@ def reference_accuracy(classifier_dir: str, images: np.ndarray, labels: np.ndarr
     as the samples are: the ceiling of :func:`class_accuracy`."""
     from jaxdiff.evaluation import classifier
 
-    params, _ = classifier.load_classifier(classifier_dir)
+    params = _classifier_params(classifier_dir)
     return classifier.accuracy(params, recentred(images), np.asarray(labels))
+
+
+@functools.lru_cache(maxsize=2)
+def _classifier_params(classifier_dir: str):
+    """The saved classifier's parameters, read once per directory."""
+    from jaxdiff.evaluation import classifier
+
+    return classifier.load_classifier(classifier_dir)[0]
 
 
 def class_accuracy(
@@ -119,7 +129,7 @@ def class_accuracy(
 
     from jaxdiff.evaluation import classifier, fid
 
-    params, _ = classifier.load_classifier(classifier_dir)
+    params = _classifier_params(classifier_dir)
     logits = classifier.logits_fn(params, (-1, 1))
     features = classifier.logits_fn(params, (-1, 1), features=True)
     right, feats = 0, []
@@ -173,6 +183,13 @@ flags.DEFINE_string(
     "encode's test .npz: the maps (map runs), the FID reference (text runs).",
     flag_values=FLAGS,
 )
+flags.DEFINE_integer("step", None, "A kept checkpoint (default: the newest).", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "table",
+    True,
+    "Text runs: also the attribute table (--notable: accuracy, FID).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("num", 100, "Samples per prompt (per digit) or maps.", flag_values=FLAGS)
 flags.DEFINE_float("guidance", None, "w (default: the run's).", flag_values=FLAGS)
 flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the run's).", flag_values=FLAGS)
@@ -202,8 +219,10 @@ def text_report(gen, key, keep, **sampler) -> list[str]:
         parts.append(f"classified as the prompted digit: {100 * acc:.1f}%")
         if score is not None:
             parts.append(f"FID (classifier features) of 'a DIGIT' samples: {score:.2f}")
-    table = attribute_table(gen, jax.random.fold_in(key, 1), FLAGS.num, keep=keep, **sampler)
-    return [*parts, markdown(table)]
+    if FLAGS.table:
+        table = attribute_table(gen, jax.random.fold_in(key, 1), FLAGS.num, keep=keep, **sampler)
+        parts.append(markdown(table))
+    return parts
 
 
 def map_report(gen, key, **sampler) -> str:
@@ -228,13 +247,13 @@ def run() -> None:
     _cli.require(FLAGS.num >= 2, f"--num={FLAGS.num}: must be >= 2 (standard errors).")
     if FLAGS.grid:
         _cli.check_writable_file(FLAGS.grid, "--grid")
-    gen, key = text2img.load(FLAGS.workdir), jax.random.key(0)
+    gen, key = text2img.load(FLAGS.workdir, step=FLAGS.step), jax.random.key(0)
     sampler = dict(guidance=FLAGS.guidance, num_steps=FLAGS.num_steps)
     keep: dict = {}
     parts = text_report(gen, key, keep, **sampler) if gen.settings.text else []
     if gen.settings.semantic_map:
         parts.append(map_report(gen, jax.random.fold_in(key, 2), **sampler))
-    report = "\n\n".join(parts)
+    report = "\n\n".join([f"step {gen.run.step}", *parts])
     print(report)
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:

@@ -215,11 +215,16 @@ def test_the_measure_command_writes_the_table_and_one_picture_row_per_prompt(
 
     gen = FakeGenerator()
     gen.settings = types.SimpleNamespace(text=True, semantic_map="")
-    monkeypatch.setattr(text2img, "load", lambda workdir: gen)
+    gen.run = types.SimpleNamespace(step=6_000)
+    asked = []
+    monkeypatch.setattr(text2img, "load", lambda workdir, step: asked.append(step) or gen)
     grid, out = tmp_path / "grid.png", tmp_path / "table.md"
     measure.main(["--workdir=unused", "--num=4", f"--grid={grid}", f"--out={out}"])
+    assert asked == [None] and out.read_text().startswith("step 6000\n")
     prompts = (tmp_path / "grid.png.txt").read_text().splitlines()
     assert prompts == [p for low, high, _ in measure.CONTRASTS.values() for p in (low, high)]
     rows, cols = len(prompts), measure.KEEP  # 28-pixel tiles, 1-pixel gaps, upscaled twice
     assert np.asarray(Image.open(grid)).shape == (2 * (29 * rows + 1), 2 * (29 * cols + 1))
     assert "| thickness |" in out.read_text() and "| thickness |" in capsys.readouterr().out
+    measure.main(["--workdir=unused", "--num=4", "--step=6000", "--notable", f"--out={out}"])
+    assert asked[-1] == 6_000 and out.read_text() == "step 6000\n"  # no table asked for

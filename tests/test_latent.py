@@ -3,6 +3,7 @@ configs/mnist_text2img.py (text and map variants) on a synthetic latent set, gen
 from prompts / maps, and the whole CLI chain (autoencoder -> encode -> train -> sample)."""
 
 import importlib.util
+import json
 import os
 
 import jax
@@ -115,11 +116,37 @@ def assert_ships_exactly(tmp_path, gen, **inputs):
         run = str(tmp_path / "run")
         pretrained.main([f"--workdir={run}", "--name=tiny_t2i", "--dtype=float32"])
         assert pretrained.available("latent") == ["tiny_t2i"]
+        with open(tmp_path / "weights" / "tiny_t2i.json", encoding="utf-8") as f:
+            shipped_config = json.load(f)["config"]  # this machine's path is not recorded
+        assert shipped_config["data"]["path"] == "runs/latents_{split}.npz"
         shipped = text2img.load("tiny_t2i").generate(jax.random.key(0), **inputs)
         np.testing.assert_array_equal(shipped, gen.generate(jax.random.key(0), **inputs))
         with pytest.raises(SystemExit, match="not a shipped autoencoder"):
             pretrained.main([f"--workdir={run}", "--name=x", "--autoencoder=tiny_ae"])
     pretrained.load.cache_clear()
+
+
+def test_the_pixel_twin_diffuses_the_placed_images_themselves(tmp_path):
+    from jaxdiff.autoencoder import __main__ as ae_cli
+
+    pixels = tmp_path / "pixels_train.npz"
+    with tfds.testing.mock_data(num_examples=8):
+        ae_cli.main(["--action=pixels", "--split=train", f"--out={pixels}"])
+        with pytest.raises(SystemExit):  # no autoencoder is taken
+            ae_cli.main(["--action=pixels", "--workdir=ae", f"--out={pixels}"])
+    with np.load(pixels) as f:
+        expected = f["images"].astype(np.float32) / 127.5 - 1.0
+        np.testing.assert_array_equal(f["latents"], expected)
+        assert f["tokens"].shape == (8, 64) and len(f["captions"]) == 8
+    c = config("pixel_smoke")
+    c.data.path = str(tmp_path / "pixels_{split}.npz")
+    run = str(tmp_path / "run")
+    loop.train(c, run)
+    gen = text2img.load(run, step=1)  # a kept step; the pixel twin has no decoder
+    images = gen.generate(jax.random.key(0), prompts=["a seven", ""], guidance=2.0)
+    assert images.shape == (2, 28, 28, 1) and np.all(np.isfinite(images))
+    with pytest.raises(ValueError, match=r"no verified checkpoint of step 5 .* kept: \[1\]"):
+        text2img.load(run, step=5)
 
 
 @pytest.mark.slow  # three CLI trainings (autoencoder, text, map) and their samplers: ~2 min

@@ -190,3 +190,14 @@ def test_every_shipped_file_matches_its_record_and_says_how_it_was_made(name):
 def test_kinds_are_checked():
     with pytest.raises(ValueError, match=r"kind='image': must be one of \('pixel'"):
         pretrained.available("image")
+
+
+def test_a_shipped_model_has_no_earlier_steps():
+    with pytest.raises(ValueError, match="only its final EMA weights ship"):
+        pretrained.load_run("mnist", step=1_000)
+
+
+def test_the_kind_follows_the_config():
+    assert pretrained.config_kind({"autoencoder": {}, "latent": {}}) == "autoencoder"
+    assert pretrained.config_kind({"latent": {}, "model": {}}) == "latent"
+    assert pretrained.config_kind({"model": {}}) == "pixel"

@@ -10,6 +10,12 @@ then::
 
 ``encode`` writes the ``.npz`` a latent config trains on (configs/mnist_text2img.py):
 scaled latents, labels, caption tokens, semantic maps, the placed images and captions.
+``pixels`` (no autoencoder, no --workdir) writes the same arrays with the placed images in
+[-1, 1] as the "latents": the data of the pixel twin (``configs/mnist_text2img.py:pixel``)::
+
+  python -m jaxdiff.autoencoder --action=pixels --split=train \
+      --out=runs/mnist_pixels_train.npz --data_dir=/path/to/tfds
+
 rFID is the Frechet distance between the images and their reconstructions in the in-repo
 MNIST classifier's 128-d feature space (the FID Inception knows nothing of digits).
 """
@@ -22,7 +28,9 @@ from absl import flags
 from jaxdiff import _cli, _xla_flags
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_enum("action", None, ["evaluate", "encode"], "What to do.", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "action", None, ["evaluate", "encode", "pixels"], "What to do.", flag_values=FLAGS
+)
 flags.DEFINE_string("workdir", None, "The autoencoder's training run.", flag_values=FLAGS)
 flags.DEFINE_string("dataset", "mnist", "TFDS digit set to caption.", flag_values=FLAGS)
 flags.DEFINE_string("split", "test", "TFDS split.", flag_values=FLAGS)
@@ -36,7 +44,7 @@ flags.DEFINE_string(
     "grid", None, "evaluate: a PNG of 16 images over their reconstructions.", flag_values=FLAGS
 )
 _cli.define_verbose(FLAGS)
-flags.mark_flags_as_required(["action", "workdir"], flag_values=FLAGS)
+flags.mark_flags_as_required(["action"], flag_values=FLAGS)
 
 
 def run() -> None:
@@ -47,14 +55,20 @@ def run() -> None:
     _cli.require(FLAGS.limit is None or FLAGS.limit >= 1, f"--limit={FLAGS.limit}: must be >= 1.")
     if FLAGS.grid:
         _cli.check_writable_file(FLAGS.grid, "--grid")
-    if FLAGS.action == "encode":
+    writes = FLAGS.action in ("encode", "pixels")
+    if writes:
         _cli.require(bool(FLAGS.out) and FLAGS.out.endswith(".npz"), "--out=FILE.npz is required.")
         _cli.check_writable_file(FLAGS.out, "--out")
-    ae = ae_run.load(FLAGS.workdir)
+    _cli.require(
+        (FLAGS.workdir is None) == (FLAGS.action == "pixels"),
+        f"--action={FLAGS.action}: --workdir=AE is "
+        + ("not taken (no autoencoder)." if FLAGS.action == "pixels" else "required."),
+    )
+    ae = None if FLAGS.action == "pixels" else ae_run.load(FLAGS.workdir)
     placed, labels, texts = cache.captioned_split(
         FLAGS.dataset, FLAGS.split, FLAGS.data_dir, FLAGS.limit
     )
-    if FLAGS.action == "encode":
+    if writes:
         arrays = cache.encode_split(
             ae, placed, labels, texts, max_len=FLAGS.max_len, map_kind=FLAGS.semantic_map
         )

@@ -28,13 +28,25 @@ def captioned_split(name: str, split: str, data_dir, limit: int | None = None):
     return placed, labels, texts
 
 
+def _encode(ae, x: np.ndarray, seed: int, batch: int) -> np.ndarray:
+    """Scaled posterior samples of images x (N, H, W, 1), ``batch`` at a time."""
+    encode = jax.jit(lambda k, b: ae.encode(k, b))
+    key = jax.random.key(seed)
+    parts = [
+        np.asarray(encode(jax.random.fold_in(key, i), x[i : i + batch]))
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(parts)
+
+
 def encode_split(
     ae, placed, labels, texts, *, max_len: int, map_kind: str, seed: int = 0, batch: int = 256
 ) -> dict:
     """The arrays of a latent ``.npz`` (see the module docstring).
 
     Args:
-      ae: an ``autoencoder.run.Loaded``.
+      ae: an ``autoencoder.run.Loaded``, or None for a pixel twin: its "latents" are the
+        placed images in [-1, 1] (N, H, W, 1), the same data diffused in pixel space.
       placed, labels, texts: from :func:`captioned_split`.
       max_len: tokens per caption.
       map_kind: a ``data.semantic_maps.MAPS`` kind.
@@ -42,14 +54,7 @@ def encode_split(
       batch: images per encoder call.
     """
     x = placed.astype(np.float32) / 127.5 - 1.0
-    encode = jax.jit(lambda k, b: ae.encode(k, b))
-    key = jax.random.key(seed)
-    latents = np.concatenate(
-        [
-            np.asarray(encode(jax.random.fold_in(key, i), x[i : i + batch]))
-            for i in range(0, len(x), batch)
-        ]
-    )
+    latents = x if ae is None else _encode(ae, x, seed, batch)
     return {
         "latents": latents.astype(np.float32),
         "labels": labels,

@@ -182,12 +182,13 @@ def place(image: np.ndarray, scale: float, shift: tuple[float, float]) -> np.nda
 
 
 MNIST_BOX = 20  # MNIST's digits fit a 20x20 box, centred by mass in 28x28
+BOX_INK = 0.2  # recentre's bounding box holds values above this (faint edges too, < INK)
 
 
 def recentre(images, box: int = MNIST_BOX) -> np.ndarray:
     """Undoes a placement the way MNIST was made: each digit's ink bounding box (values >
-    0.2) is scaled to fit a ``box`` x ``box`` square (aspect kept, bilinear) and pasted so
-    that its centre of mass is at the image centre. Classifiers trained on MNIST read
+    :data:`BOX_INK`) is scaled to fit a ``box`` x ``box`` square (aspect kept, bilinear)
+    and pasted so that its centre of mass is at the image centre. Classifiers trained on MNIST read
     placed digits after this (docs/latent.md: 62% -> 98% on placed test digits).
 
     Args:
@@ -204,7 +205,7 @@ def recentre(images, box: int = MNIST_BOX) -> np.ndarray:
 
 
 def _recentre_one(image: np.ndarray, box: int) -> np.ndarray:
-    rows, cols = np.nonzero(image > 0.2)
+    rows, cols = np.nonzero(image > BOX_INK)
     if rows.size == 0:
         return image
     crop = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float64)

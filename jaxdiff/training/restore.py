@@ -48,25 +48,26 @@ class Run(NamedTuple):
         )
 
 
-def load_run(workdir: str, params: str = "ema") -> Run:
-    """Restores the newest checkpoint in ``workdir/checkpoints``.
+def load_run(workdir: str, params: str = "ema", step: int | None = None) -> Run:
+    """Restores the newest checkpoint in ``workdir/checkpoints`` (or the one of ``step``).
 
     Args:
       workdir: a training run's directory.
       params: "ema" (the first EMA decay; raw parameters if the run keeps no EMA), "raw",
         or one EMA's decay (e.g. "0.9999").
+      step: a kept checkpoint's step (e.g. to measure a run through training); None: the
+        newest that verifies.
 
     Raises:
-      ValueError: no checkpoint there, or an unknown ``params`` choice.
+      ValueError: no checkpoint there, no verified checkpoint of ``step`` (the message lists
+        the kept ones), or an unknown ``params`` choice.
     """
     if params not in PARAM_CHOICES and not params.replace(".", "", 1).isdigit():
         raise ValueError(
             f"params must be one of {list(PARAM_CHOICES)} or an EMA decay; got {params!r}."
         )
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    step = ckpt.latest_step()
-    if step is None:
-        raise ValueError(f"no checkpoint in {ckpt.directory}; train first (jaxdiff.train).")
+    step = _chosen_step(ckpt, step)
     config = ml_collections.ConfigDict(ckpt.read_meta(step)["config"])
     process, net = components.build_process(config), components.build_model(config)
     restored = _restore_weights(ckpt, step)
@@ -80,6 +81,20 @@ def load_run(workdir: str, params: str = "ema") -> Run:
             raise ValueError(f"no EMA {params!r} in {workdir}; it keeps {sorted(restored['ema'])}.")
         chosen = restored["ema"][params]
     return Run(config, net, process, jax.device_get(chosen), int(step))
+
+
+def _chosen_step(ckpt: checkpoint.Checkpointer, step: int | None) -> int:
+    """``step`` if it is a kept checkpoint that verifies, the newest such with None."""
+    if step is None:
+        step = ckpt.latest_step()
+        if step is None:
+            raise ValueError(f"no checkpoint in {ckpt.directory}; train first (jaxdiff.train).")
+    elif step not in ckpt.all_steps() or ckpt.problem(step) is not None:
+        kept = [s for s in ckpt.all_steps() if ckpt.problem(s) is None]
+        raise ValueError(
+            f"no verified checkpoint of step {step} in {ckpt.directory}; kept: {kept}."
+        )
+    return step
 
 
 def _restore_weights(ckpt: checkpoint.Checkpointer, step: int) -> dict:
