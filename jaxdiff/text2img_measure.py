@@ -36,7 +36,7 @@ KEEP = 8  # samples per prompt in the --grid picture
 # attribute -> the two prompts compared, and what is measured on their samples.
 CONTRASTS = {
     "thickness": ("a thin seven", "a thick seven", "thickness"),
-    "slant": ("an upright seven", "a slanted seven", "slant"),
+    "slant": ("a left-leaning seven", "a right-leaning seven", "slant"),
     "size": ("a small seven", "a large seven", "size"),
     "brightness": ("a faint seven", "a bright seven", "brightness"),
     "row": ("a seven in the top", "a seven in the bottom", "row"),
@@ -184,12 +184,7 @@ flags.DEFINE_string(
     flag_values=FLAGS,
 )
 flags.DEFINE_integer("step", None, "A kept checkpoint (default: the newest).", flag_values=FLAGS)
-flags.DEFINE_bool(
-    "table",
-    True,
-    "Text runs: also the attribute table (--notable: accuracy, FID).",
-    flag_values=FLAGS,
-)
+flags.DEFINE_bool("table", True, "Text runs: the attribute table too.", flag_values=FLAGS)
 flags.DEFINE_integer("num", 100, "Samples per prompt (per digit) or maps.", flag_values=FLAGS)
 flags.DEFINE_float("guidance", None, "w (default: the run's).", flag_values=FLAGS)
 flags.DEFINE_integer("num_steps", None, "Sampler steps (default: the run's).", flag_values=FLAGS)

@@ -127,7 +127,7 @@ def test_smoke_training_resumes(smoke_run):
 def test_encode_and_evaluate_commands(smoke_run, capsys):
     out = smoke_run / "latents_train.npz"
     with tfds.testing.mock_data(num_examples=16):
-        args = [f"--workdir={smoke_run / 'ae'}", "--split=train", "--max_len=64"]
+        args = [f"--workdir={smoke_run / 'ae'}", "--split=train", "--max_len=72"]
         ae_cli.main(["--action=encode", f"--out={out}", *args])
         ae_cli.main(["--action=evaluate", "--limit=8", f"--grid={smoke_run / 'ae.png'}", *args])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -135,7 +135,7 @@ def test_encode_and_evaluate_commands(smoke_run, capsys):
     grid = np.asarray(Image.open(smoke_run / "ae.png"))  # 8 images over 8 reconstructions
     assert grid.shape == (2 * (2 * 29 + 1), 2 * (8 * 29 + 1))
     with np.load(out) as f:
-        assert f["latents"].shape == (16, 7, 7, 4) and f["tokens"].shape == (16, 64)
+        assert f["latents"].shape == (16, 7, 7, 4) and f["tokens"].shape == (16, 72)
         assert f["semantic_map"].shape == (16, 28, 28, 1) and len(f["captions"]) == 16
         assert set(np.unique(f["semantic_map"])) <= {0.0, 1.0}
 

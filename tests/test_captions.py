@@ -53,7 +53,11 @@ def test_bad_image_shapes_are_refused():
 def test_caption_from_attributes_follows_the_grammar():
     attrs = dict(thickness=2.5, slant=0.4, size=16.0, brightness=0.83, row=-5.0, col=-4.0)
     keep = np.ones(5, bool)
-    assert captions.caption(7, attrs, keep) == "a thick, slanted seven in the top left"
+    assert captions.caption(7, attrs, keep) == "a thick, right-leaning seven in the top left"
+    back = dict(attrs, slant=-0.4, size=17.0)  # a threshold itself gets no word
+    assert captions.caption(7, back, keep) == "a thick, left-leaning seven in the top left"
+    between = dict(attrs, slant=-0.1)  # between upright (|slant| < 0.08) and leaning
+    assert captions.caption(7, between, keep) == "a thick seven in the top left"
     thin = dict(attrs, thickness=1.0, slant=0.01, size=12.0, row=0.0, col=0.0)
     assert captions.caption(1, thin, keep) == "a thin, upright, small one in the center"
     assert captions.caption(3, attrs, np.zeros(5, bool)) == "a three"

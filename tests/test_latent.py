@@ -137,7 +137,7 @@ def test_the_pixel_twin_diffuses_the_placed_images_themselves(tmp_path):
     with np.load(pixels) as f:
         expected = f["images"].astype(np.float32) / 127.5 - 1.0
         np.testing.assert_array_equal(f["latents"], expected)
-        assert f["tokens"].shape == (8, 64) and len(f["captions"]) == 8
+        assert f["tokens"].shape == (8, 72) and len(f["captions"]) == 8
     c = config("pixel_smoke")
     c.data.path = str(tmp_path / "pixels_{split}.npz")
     run = str(tmp_path / "run")
@@ -166,7 +166,7 @@ def test_the_command_line_chain(tmp_path, capsys):
                 f"--workdir={ae}",
                 "--split=train",
                 f"--out={latents}",
-                "--max_len=64",
+                "--max_len=72",
             ]
         )
     for variant in ("smoke", "map_smoke"):
@@ -231,11 +231,16 @@ SHIPPED_TEXT_MODEL = "mnist_text2img"
 def test_the_shipped_text_model_puts_digits_where_the_prompt_says(tmp_path):
     gen = text2img.load(SHIPPED_TEXT_MODEL)
     assert gen.run.config.latent.autoencoder in pretrained.available("autoencoder")
-    prompts_ = ["a seven in the top left"] * 6 + ["a seven in the bottom right"] * 6
-    images = gen.generate(jax.random.key(0), prompts=prompts_)
-    assert images.shape == (12, 28, 28, 1) and np.all(np.isfinite(images))
-    rows, cols = captions.position((np.clip(images, -1, 1) + 1) / 2)
+    places = ["a seven in the top left"] * 6 + ["a seven in the bottom right"] * 6
+    leans = ["a left-leaning seven"] * 6 + ["a right-leaning seven"] * 6
+    both = gen.generate(jax.random.key(0), prompts=places + leans)
+    assert both.shape == (24, 28, 28, 1) and np.all(np.isfinite(both))
+    ink = (np.clip(both, -1, 1) + 1) / 2
+    rows, cols = captions.position(ink[:12])
     assert rows[6:].mean() - rows[:6].mean() > 2 and cols[6:].mean() - cols[:6].mean() > 2
+    slant = captions.slant(ink[12:])  # the captions' thresholds are -0.25 and +0.25
+    assert slant[:6].mean() < -0.2 and slant[6:].mean() > 0.2
+    images = both[:12]
     from jaxdiff.autoencoder import run as ae_run  # its decoder's outputs re-encode faithfully
 
     images = np.clip(images, -1, 1)

@@ -39,7 +39,7 @@ def test_words_outside_the_caption_grammar_warn_and_known_ones_do_not():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prompts.encode_prompts(
-            ["A thick, slanted seven in the top left", ""], 48, captions.VOCABULARY
+            ["A thick, right-leaning seven in the top left", ""], 48, captions.VOCABULARY
         )
 
 

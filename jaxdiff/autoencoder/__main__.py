@@ -38,7 +38,7 @@ flags.DEFINE_string("data_dir", None, "TFDS directory.", flag_values=FLAGS)
 flags.DEFINE_integer("limit", None, "Use only the first N images.", flag_values=FLAGS)
 flags.DEFINE_string("classifier_dir", None, "evaluate: classifier for rFID.", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "encode: the .npz; evaluate: optional JSON.", flag_values=FLAGS)
-flags.DEFINE_integer("max_len", 64, "encode: tokens per caption (configs: 64).", flag_values=FLAGS)
+flags.DEFINE_integer("max_len", 72, "encode: tokens per caption (configs: 72).", flag_values=FLAGS)
 flags.DEFINE_string("semantic_map", "mask", "encode: map kind (mask, edges).", flag_values=FLAGS)
 flags.DEFINE_string(
     "grid", None, "evaluate: a PNG of 16 images over their reconstructions.", flag_values=FLAGS

@@ -7,19 +7,24 @@ attributes are *measured* (NumPy, vectorised over a batch (N, H, W) of ink in [0
 - ``thickness``: 2 area / perimeter of the ink mask (ink > 0.5; perimeter = number of
   ink/background pixel edges, 4-neighbour). A w x l bar gives w l / (w + l) -> w for l >> w.
 - ``slant``: the least-squares shear dx/dy of the ink pixels (y pointing up), so a stroke
-  leaning right at the top is positive; an upright bar is 0 (words use its magnitude).
+  leaning right at the top is positive; an upright bar is 0. Its words carry the
+  direction (left-leaning, upright, right-leaning): a word for the magnitude alone
+  ("slanted", either way) was not learned, because the mean image of digits slanted either
+  way is that of upright ones, so nothing but the spread tells the two words apart
+  (docs/latent.md).
 - ``size``: the height of the ink's bounding box, in pixels.
 - ``row`` / ``col``: the ink mask's centroid minus the image centre ((H - 1) / 2), pixels.
 - ``brightness``: the mean ink value over the mask, in [0.5, 1].
 
-Words follow from fixed thresholds (:data:`WORDS`; a value between the two thresholds gets
-no word), and each attribute's word is kept with probability ``keep`` (seeded per image), so
-the model sees short and long prompts. The grammar, in order::
+Words follow from fixed thresholds (:data:`WORDS`; a value in a gap between two words'
+ranges gets no word), and each attribute's word is kept with probability ``keep`` (seeded
+per image), so the model sees short and long prompts. The grammar, in order::
 
-  a|an [thick|thin][, slanted|upright][, small|large][, faint|bright] DIGIT [in the ROW COL]
+  a|an [thick|thin][, left-leaning|upright|right-leaning][, small|large][, faint|bright]
+  DIGIT [in the ROW COL]
 
 with ROW in {top, bottom}, COL in {left, right} (either may be missing; both central: "in
-the center"); e.g. "a thick, slanted seven in the top left". :data:`VOCABULARY` holds every
+the center"); e.g. "a thick, right-leaning seven in the top left". :data:`VOCABULARY` holds every
 word the grammar can produce. The same measurement functions score samples for the
 acceptance table (docs/latent.md).
 
@@ -115,18 +120,20 @@ def slant_magnitude(images) -> np.ndarray:
     return np.abs(slant(images))
 
 
-# attribute -> (measure, (low word, high word), (low threshold, high threshold)). The
-# thresholds are about the terciles of 3,000 placed MNIST training digits (seed 0).
+# attribute -> (measure, words from low to high, thresholds): word j names values between
+# thresholds 2j - 1 and 2j; values between thresholds 2j and 2j + 1 get no word. Two words:
+# below the first / above the second threshold. The thresholds are about the terciles of
+# 3,000 placed MNIST training digits (seed 0; for slant, of its magnitude).
 WORDS = {
     "thickness": (thickness, ("thin", "thick"), (1.45, 1.85)),
-    "slant": (slant_magnitude, ("upright", "slanted"), (0.08, 0.25)),
+    "slant": (slant, ("left-leaning", "upright", "right-leaning"), (-0.25, -0.08, 0.08, 0.25)),
     "size": (size, ("small", "large"), (15.0, 17.0)),
     "brightness": (brightness, ("faint", "bright"), (0.81, 0.85)),
 }
 POSITION_THRESHOLD = 2.0  # |centroid offset| beyond this many pixels names the side
 VOCABULARY = frozenset(
     {"a", "an", "in", "the", "center", "top", "bottom", "left", "right", *DIGITS}
-    | {w for _, words, _ in WORDS.values() for w in words}
+    | {part for _, words, _ in WORDS.values() for w in words for part in w.split("-")}
 )
 
 
@@ -139,9 +146,13 @@ def measure(images) -> dict:
 
 
 def _word(value: float, words, thresholds) -> str | None:
-    if value < thresholds[0]:
-        return words[0]
-    return words[1] if value > thresholds[1] else None
+    """The word of ``value`` (see :data:`WORDS`), or None in a gap between two words."""
+    assert len(thresholds) == 2 * len(words) - 2, (words, thresholds)
+    edges = (-np.inf, *thresholds, np.inf)
+    for j, word in enumerate(words):  # strictly inside its range: ties get no word
+        if edges[2 * j] < value < edges[2 * j + 1]:
+            return word
+    return None
 
 
 def _position_phrase(row: float, col: float) -> str:

@@ -33,7 +33,7 @@ METHODS = ("ddim", "dpm_solver++")
 FORMAT_VERSION = 1
 DPM_T_END = 1e-3  # jaxdiff's DPMSolverOptions.t_end
 # prompts of probe inputs and INT8 calibration (the MNIST caption grammar's words; "" null)
-PROBE_PROMPTS = ("a thin seven", "a bold two on the left", "a small slanted four", "")
+PROBE_PROMPTS = ("a thin seven", "a bold two on the left", "a small right-leaning four", "")
 
 
 class OnnxDenoiser:
