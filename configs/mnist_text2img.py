@@ -23,6 +23,8 @@ captioned digits, text encoder, process and optimiser, diffused in pixel space b
 shipped pixel models' U-Net (``unet_28x28``: 32-64-64 channels, attention and
 cross-attention at 7x7) on ``python -m jaxdiff.autoencoder --action=pixels`` data.
 
+Expected: >= 90% of samples classified as the prompted digit, every attribute word
+followed measurably (> 3 standard errors); maps reproduced with IoU >= 0.8.
 Run on 2026-12-07 (AMD EPYC, 2 cores; docs/latent.md "Results"): the text model 7,502
 steps in 45 minutes (shipped as ``mnist_text2img``: 96.8% of samples classified as the
 prompted digit at w = 1; every attribute word, slant included, followed by 22-64 standard

@@ -315,7 +315,9 @@ def load_run(source: str, params: str = "ema", step: int | None = None):
     """
     if source in available(None):
         if params != "ema" or step is not None:
-            raise ValueError(f"{source!r} is a shipped model: only its final EMA weights ship.")
+            raise ValueError(
+                f"{source!r} is a shipped model: only its EMA weights ship, of its last step."
+            )
         return load(source).as_run()
     if os.path.isdir(os.path.join(source, "checkpoints")):
         from jaxdiff.training import restore

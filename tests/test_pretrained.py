@@ -193,7 +193,7 @@ def test_kinds_are_checked():
 
 
 def test_a_shipped_model_has_no_earlier_steps():
-    with pytest.raises(ValueError, match="only its final EMA weights ship"):
+    with pytest.raises(ValueError, match="only its EMA weights ship, of its last step"):
         pretrained.load_run("mnist", step=1_000)
 
 
