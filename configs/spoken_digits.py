@@ -15,8 +15,11 @@ Griffin-Lim (librosa, the ``audio`` extra). Recipe of the shipped image models
 (32 -> 16 -> 8), 1.6M parameters.
 
 Expected: samples that the in-repo spoken-digit classifier (``python -m
-jaxdiff.evaluation.spoken_digits``) labels as the requested digit >= 80% of the time after
-~6,000 steps (~2 hours on 2 cores by its step's FLOPs; not yet run, see docs/audio.md).
+jaxdiff.evaluation.spoken_digits``) labels as the requested digit >= 80% of the time. Measured
+(docs/audio.md): one 90-minute run on 2 CPU cores reached step 3,582 of the planned 6,000
+(1.4-1.6 s a step); its EMA samples (DDIM 50, w = 1) were labelled right 1,000 times of
+1,000, Frechet distance in the classifier's features 111 (real: 3.2). Shipped as
+``pretrained.load("spoken_digits")``.
 ``:smoke`` runs one tiny step.
 """
 

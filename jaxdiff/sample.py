@@ -285,11 +285,14 @@ def predict_run(run_) -> np.ndarray:
 
 
 def write(images: np.ndarray, labels, config) -> None:
-    """Writes samples in [-1, 1] to --out: a PNG grid (clips: one per row), an .npz, an
-    animated GIF (clips) or a WAV (spectrograms through Griffin-Lim, 0.25 s apart)."""
+    """Writes samples in [-1, 1] to --out: a PNG grid (clips: one per row; spectrograms drawn
+    with low frequencies at the bottom), an .npz, an animated GIF (clips) or a WAV
+    (spectrograms through Griffin-Lim, 0.25 s apart)."""
     from jaxdiff.training import summaries
 
     if FLAGS.out.endswith(".png"):
+        if config.data.source == "spoken_digits":  # spectrograms: low frequencies at the bottom
+            images = images[:, ::-1]
         summaries.save_grid(images, FLAGS.out, upscale=4 if images.shape[-3] <= 32 else 1)
     elif FLAGS.out.endswith(".gif"):
         from jaxdiff import video

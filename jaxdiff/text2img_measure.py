@@ -29,6 +29,7 @@ import numpy as np
 from absl import flags
 
 from jaxdiff import _cli, _xla_flags
+from jaxdiff._chunks import map_in_chunks
 from jaxdiff.data import captions, semantic_maps
 
 KEEP = 8  # samples per prompt in the --grid picture
@@ -135,15 +136,12 @@ def class_accuracy(
     right, feats = 0, []
     for digit, word in enumerate(captions.DIGITS):
         k = jax.random.fold_in(key, digit)
-        images = draw(gen, k, f"a {word}", num_per_digit, keep=keep, **sampler)
+        images = draw(gen, k, captions.with_article(word), num_per_digit, keep=keep, **sampler)
         right += int(np.sum(np.argmax(np.asarray(logits(recentred(images))), -1) == digit))
         feats.append(np.asarray(features(images)))
     score = None
     if reference is not None:
-        ref = np.concatenate(
-            [np.asarray(features(reference[i : i + 500])) for i in range(0, len(reference), 500)]
-        )
-        score = fid.fid_from_features(np.concatenate(feats), ref)
+        score = fid.fid_from_features(np.concatenate(feats), map_in_chunks(features, reference))
     return right / (10 * num_per_digit), score
 
 

@@ -158,6 +158,7 @@ def test_build_is_deterministic_and_says_the_digits(built, tmp_path):
 
 
 @needs_espeak
+@pytest.mark.filterwarnings("ignore:.*samples for 128 feature dimensions")
 def test_classifier_learns_the_spectrograms(built):
     from jaxdiff.evaluation import spoken_digits as clf
 
@@ -167,6 +168,22 @@ def test_classifier_learns_the_spectrograms(built):
     assert meta["input_shape"] == [32, 32, 1] and 0 <= meta["test_accuracy"] <= 1
     with pytest.raises(ValueError, match=r"spectrograms must be \(N, 32, 32, 1\)"):
         clf.score(params, images[:, :16], labels)
+    test_images, test_labels = clf.load_images(str(built), "test")
+    report = clf.report(params, test_images, test_labels, str(built))
+    assert report["n"] == 10 and report["accuracy"] == meta["test_accuracy"]
+    assert report["per_digit"] == [
+        float(p == y) for p, y in zip(predicted(params, test_images), test_labels, strict=True)
+    ]
+    assert abs(report["fd"]) < 1e-3 < report["fd_real_train"]  # the samples are the test set
+    only_sevens = clf.report(params, test_images[7:8], test_labels[7:8])
+    assert only_sevens["per_digit"][:7] == [None] * 7 and "fd" not in only_sevens
+
+
+def predicted(params, images):
+    """The classifier's digit for each image (N,)."""
+    from jaxdiff.evaluation import classifier
+
+    return np.argmax(np.asarray(classifier.logits_fn(params, (-1, 1))(images)), -1)
 
 
 @needs_espeak
@@ -186,6 +203,14 @@ def test_train_then_sample_a_wav(built, tmp_path):
     sample.main([f"--workdir={run}", "--num_samples=3", "--label=7", f"--out={arrays}"])
     with np.load(arrays) as f:
         assert f["images"].shape == (3, 32, 32, 1) and f["labels"].tolist() == [7, 7, 7]
+        drawn = f["images"]
+    grid = tmp_path / "digits.png"
+    sample.main([f"--workdir={run}", "--num_samples=3", "--label=7", f"--out={grid}"])
+    from jaxdiff.training import summaries
+
+    flipped = tmp_path / "flipped.png"  # low frequencies (mel band 0) at the bottom
+    summaries.save_grid(drawn[:, ::-1], str(flipped), upscale=4)
+    assert grid.read_bytes() == flipped.read_bytes()
 
 
 def test_fit_length_centres_pads_and_trims():

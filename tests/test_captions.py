@@ -162,7 +162,11 @@ class DigitBars:
     """'a DIGIT' -> a centred 20-pixel-high bar 2 + 2 DIGIT wide: a deterministic, learnable
     'digit' that MNIST's recentring leaves as it is."""
 
+    def __init__(self):
+        self.prompts = []  # every prompt asked for, in order
+
     def generate(self, key, prompts=None, **sampler):
+        self.prompts.extend(prompts)
         x = -np.ones((len(prompts), 28, 28, 1))
         for i, p in enumerate(prompts):
             d = captions.DIGITS.index(p.split()[-1])
@@ -179,6 +183,7 @@ def test_class_accuracy_and_fid_through_a_saved_classifier(tmp_path):
 
     gen = DigitBars()
     images = np.concatenate([gen.generate(None, [f"a {w}"] * 4) for w in captions.DIGITS])
+    gen.prompts.clear()
     labels = np.repeat(np.arange(10), 4)
     params, steps = classifier.fit(images.astype(np.float32), labels, 10, epochs=30, batch_size=40)
     classifier.save_classifier(str(tmp_path / "clf"), params, {"steps": steps, "num_classes": 10})
@@ -186,6 +191,8 @@ def test_class_accuracy_and_fid_through_a_saved_classifier(tmp_path):
     expected = classifier.accuracy(params, images.astype(np.float32), labels)
     assert acc == expected and acc > 0.9  # the bars are separable: the classifier learns them
     assert abs(fid) < 1e-3  # the samples are the reference images
+    assert sorted(set(gen.prompts)) == sorted(captions.with_article(w) for w in captions.DIGITS)
+    assert "an eight" in gen.prompts  # the captions' article, as the model was trained
     np.testing.assert_array_equal(measure.recentred(images), images)  # already MNIST-placed
     assert measure.reference_accuracy(str(tmp_path / "clf"), images, labels) == expected
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxdiff._chunks import map_in_chunks
 from jaxdiff.autoencoder import losses
 from jaxdiff.autoencoder.model import sample_posterior
 from jaxdiff.autoencoder.train import build_network
@@ -59,7 +60,11 @@ def is_autoencoder_run(workdir: str) -> bool:
         return False
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     step = ckpt.latest_step()
-    found = step is not None and "autoencoder" in ckpt.read_meta(step)["config"]
+    from jaxdiff import pretrained
+
+    found = step is not None and pretrained.config_kind(ckpt.read_meta(step)["config"]) == (
+        "autoencoder"
+    )
     ckpt.close()
     return found
 
@@ -115,9 +120,7 @@ def _load_run(workdir: str, params: str) -> Loaded:
 def reconstruct(ae: Loaded, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Decodes each image's posterior mean: (N, H, W, C) -> (N, H, W, C) in [-1, 1]."""
     fn = jax.jit(lambda x: jnp.clip(ae.decode(ae.encode(None, x, mode=True)), -1.0, 1.0))
-    return np.concatenate(
-        [np.asarray(fn(images[i : i + batch])) for i in range(0, len(images), batch)]
-    )
+    return map_in_chunks(fn, images, batch)
 
 
 def latent_std(ae: Loaded, images: np.ndarray, key, batch: int = 256) -> float:
@@ -151,8 +154,7 @@ def measure(ae: Loaded, images: np.ndarray, feature_fn=None, batch: int = 256) -
     if feature_fn is not None:
         from jaxdiff.evaluation import fid
 
-        feats = lambda x: np.concatenate(
-            [np.asarray(feature_fn(x[i : i + batch])) for i in range(0, len(x), batch)]
+        out["rfid"] = fid.fid_from_features(
+            map_in_chunks(feature_fn, images, batch), map_in_chunks(feature_fn, recon, batch)
         )
-        out["rfid"] = fid.fid_from_features(feats(images), feats(recon))
     return out

@@ -39,6 +39,8 @@ Example:
 import numpy as np
 from scipy import ndimage
 
+from jaxdiff.text import prompts
+
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 INK = 0.5  # ink mask threshold on values in [0, 1]
 
@@ -133,7 +135,7 @@ WORDS = {
 POSITION_THRESHOLD = 2.0  # |centroid offset| beyond this many pixels names the side
 VOCABULARY = frozenset(
     {"a", "an", "in", "the", "center", "top", "bottom", "left", "right", *DIGITS}
-    | {part for _, words, _ in WORDS.values() for w in words for part in w.split("-")}
+    | {part for _, words, _ in WORDS.values() for w in words for part in prompts.words(w)}
 )
 
 
@@ -162,6 +164,11 @@ def _position_phrase(row: float, col: float) -> str:
     return "in the " + (" ".join(w for w in (vertical, horizontal) if w) or "center")
 
 
+def with_article(phrase: str) -> str:
+    """ "a " or "an " (before a vowel) and ``phrase``: "an eight", "a thin one"."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
 def caption(label: int, attributes: dict, keep: np.ndarray) -> str:
     """One caption from a label, its measured attributes (floats) and which to keep.
 
@@ -176,7 +183,7 @@ def caption(label: int, attributes: dict, keep: np.ndarray) -> str:
         if keep_it and word:
             adjectives.append(word)
     text = (", ".join(adjectives) + " " if adjectives else "") + DIGITS[int(label)]
-    text = ("an " if text[0] in "aeiou" else "a ") + text
+    text = with_article(text)
     if keep[4]:
         text += " " + _position_phrase(attributes["row"], attributes["col"])
     return text

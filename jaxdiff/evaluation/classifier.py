@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 import tqdm
 from flax import linen as nn
 
+from jaxdiff._chunks import map_in_chunks
 from jaxdiff._types import Array
 from jaxdiff.evaluation.fid import read_records
 
@@ -90,10 +91,7 @@ def accuracy(params: dict, images: np.ndarray, labels: np.ndarray, batch_size: i
     model = Classifier(num_classes=params["Dense_1"]["bias"].shape[0])
     logits = lambda p, x: cast(Array, model.apply({"params": p}, x))
     predict = jax.jit(lambda p, x: jnp.argmax(logits(p, x), -1))
-    chunks = range(0, len(images), batch_size)
-    preds = np.concatenate(
-        [np.asarray(predict(params, images[i : i + batch_size])) for i in chunks]
-    )
+    preds = map_in_chunks(lambda x: predict(params, x), images, batch_size)
     return float(np.mean(preds == labels))
 
 
