@@ -122,3 +122,18 @@ def test_two_runs_of_a_release_config_give_identical_parameters(name, tmp_path):
     assert len(params[0]) > 10
     for a, b in zip(*params, strict=True):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+VARIANTS = [(n, v) for n in NAMES for v in (None, *getattr(load(n), "VARIANTS", ()))]
+
+
+@pytest.mark.parametrize(("name", "variant"), VARIANTS)
+def test_video_variants_name_clips_of_their_frame_count(name, variant):
+    """A video config's data.frames is the clip length of the data set it names (training
+    refuses to start otherwise; moving_mnist:short once named 16-frame clips with frames=8)."""
+    from jaxdiff.data import moving_mnist
+
+    config = load(name).get_config(variant)
+    if config.get("data", {}).get("source") != "moving_mnist":
+        pytest.skip("not a video config")
+    assert moving_mnist.SPECS[config.data.name].frames == config.data.frames
